@@ -54,6 +54,14 @@ class Page:
 
 
 @dataclass(frozen=True, slots=True)
+class IdPage:
+    """One page of a census: the external ids of in-scope items, and its request cost."""
+
+    ids: list[str]
+    requests: int = 1
+
+
+@dataclass(frozen=True, slots=True)
 class WebhookEvent:
     """A verified webhook delivery, parsed into what the inbox needs to act on it."""
 
@@ -78,8 +86,19 @@ class TrackerAdapter(Protocol):
 
     source: str
 
-    def iter_pages(self, since: datetime | None) -> Iterator[Page]:
-        """Raw items page by page, oldest update first; `since=None` is the full scope."""
+    def partitions(self) -> list[str]:
+        """Disjoint slices of the scope (projects, teams, id ranges) to fetch concurrently."""
+        ...
+
+    def iter_pages(self, since: datetime | None, partition: str | None = None) -> Iterator[Page]:
+        """Raw items page by page, oldest update first; `since=None` is the full scope.
+
+        With `partition`, only that slice of the scope.
+        """
+        ...
+
+    def iter_ids(self) -> Iterator[IdPage]:
+        """The ids of every in-scope item, in cheap id-only pages (for finding deletions)."""
         ...
 
     def get_item(self, external_id: str) -> dict[str, Any] | None:

@@ -14,6 +14,7 @@ from typing import Any, Literal, Protocol
 ItemType = Literal["epic", "story", "task", "bug", "subtask", "project", "other"]
 StatusCategory = Literal["todo", "in_progress", "done", "canceled"]
 CONTAINER_TYPES: frozenset[str] = frozenset({"epic", "project"})
+WebhookKind = Literal["upsert", "refresh", "delete", "ignored"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,14 +64,22 @@ class IdPage:
 
 @dataclass(frozen=True, slots=True)
 class WebhookEvent:
-    """A verified webhook delivery, parsed into what the inbox needs to act on it."""
+    """A verified webhook delivery, parsed into what the inbox needs to act on it.
+
+    `kind` says what to do: `upsert` (`payload` is the item's raw representation, complete
+    enough for `normalise`), `refresh` (re-fetch `external_id` and `related_ids` with
+    `get_item`: a link changed or the payload is partial), `delete` (`external_id` is gone),
+    or `ignored` (nothing Ladder tracks changed). `event_type` is the tracker's own name.
+    """
 
     source: str
     delivery_id: str
-    kind: str  # e.g. "issue_updated", "issue_deleted", "ignored"
+    kind: WebhookKind
     external_id: str | None
     payload: dict[str, Any]
     actor_id: str | None = None
+    related_ids: tuple[str, ...] = ()
+    event_type: str = ""
 
 
 class WebhookRejected(Exception):
@@ -78,6 +87,19 @@ class WebhookRejected(Exception):
 
     def __init__(self, message: str, status: int = 401) -> None:
         super().__init__(message)
+        self.status = status
+
+
+class TrackerError(Exception):
+    """A tracker call that failed for good, after any retries: the run fails, its cursor stays.
+
+    `retryable` says whether the same call may succeed later (rate limit, outage, timeout)
+    or needs a person first (credentials, a rejected query); `status` is the HTTP status.
+    """
+
+    def __init__(self, message: str, *, retryable: bool = False, status: int | None = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable
         self.status = status
 
 
@@ -119,6 +141,10 @@ class TrackerAdapter(Protocol):
 
     def post_comment(self, external_id: str, text: str) -> str:
         """Post a comment; return the tracker's comment id."""
+        ...
+
+    def update_comment(self, external_id: str, comment_id: str, text: str) -> None:
+        """Replace the text of a comment posted earlier on item `external_id`."""
         ...
 
     def check(self) -> dict[str, Any]:

@@ -11,8 +11,11 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from service.api import okrs
+from service import dashboard, realtime, webhooks
+from service.api import items, okrs, reports, tokens
+from service.api import sync as sync_api
 from service.observability import install_metrics
+from service.scheduler import build_scheduler
 from service.settings import Settings, load_settings
 from sync.db import check_schema, make_engine, session_factory
 from sync.errors import Conflict, Invalid, LadderError, NotFound
@@ -30,7 +33,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         check_schema(engine)
+        scheduler = build_scheduler(settings, app.state.sessions) if settings.scheduler else None
+        if scheduler is not None:
+            scheduler.start()
+        app.state.scheduler = scheduler
+        running = realtime.start(app)
         yield
+        await running.stop()
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
         engine.dispose()
 
     app = FastAPI(
@@ -68,4 +79,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-ROUTERS = [okrs.router]
+# Routes are matched in this order: the webhook endpoints, the hot path, come first.
+ROUTERS = [
+    webhooks.router,
+    okrs.router,
+    tokens.router,
+    webhooks.api,
+    sync_api.router,
+    items.router,
+    reports.router,
+    dashboard.router,
+]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -52,6 +53,87 @@ def serve(
         raise typer.Exit(1) from None
     configure_logging(settings.log_level)
     uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
+
+
+@app.command("sync")
+def sync_command(
+    full: Annotated[
+        bool, typer.Option("--full", help="Fetch everything and mark unseen items deleted.")
+    ] = False,
+    census: Annotated[
+        bool, typer.Option("--census", help="List ids only, to find deleted items cheaply.")
+    ] = False,
+    source: Annotated[
+        str | None, typer.Option(help="jira or linear (default: every configured tracker).")
+    ] = None,
+) -> None:
+    """Sync the trackers now: incremental by default; exits 1 if a run fails."""
+    from rich.console import Console
+
+    from service.sync_cli import sync_sources
+
+    mode = "census" if census else "full" if full else "incremental"
+    raise typer.Exit(sync_sources(settings_or_exit(), mode, source, Console(stderr=True)))
+
+
+@app.command()
+def worker() -> None:
+    """Run only the scheduler (nightly full and periodic incremental syncs, other jobs)."""
+    from rich.console import Console
+
+    from service.observability import configure_logging
+    from service.sync_cli import worker as run_worker
+
+    settings = settings_or_exit()
+    configure_logging(settings.log_level)
+    raise typer.Exit(run_worker(settings, Console(stderr=True)))
+
+
+@app.command()
+def demo() -> None:
+    """Load the demo OKRs into ./ladder.db (or LADDER_DATABASE_URL), print an admin token with
+    curl examples, and serve on http://127.0.0.1:8000."""
+    from service import demo as demo_steps
+
+    try:
+        demo_steps.run(settings_or_exit())
+    except demo_steps.DemoRefused as exc:
+        typer.echo(f"refusing to run the demo: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+okrs_app = typer.Typer(
+    help="OKRs as code: the whole catalogue as one YAML file.", no_args_is_help=True
+)
+app.add_typer(okrs_app, name="okrs")
+
+
+@okrs_app.command("import")
+def okrs_import(
+    file: Annotated[Path, typer.Argument(help="The OKR file (YAML).")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only show what would change.")
+    ] = False,
+) -> None:
+    """Make the store equal to FILE: what it lacks is deleted. Invalid files change nothing."""
+    from rich.console import Console
+
+    from service.okrs_cli import import_file
+
+    code = import_file(
+        settings_or_exit(), file, dry_run=dry_run, out=Console(), err=Console(stderr=True)
+    )
+    raise typer.Exit(code)
+
+
+@okrs_app.command("export")
+def okrs_export() -> None:
+    """Write the catalogue to stdout as an OKR file that `okrs import` reads back."""
+    from rich.console import Console
+
+    from service.okrs_cli import export
+
+    raise typer.Exit(export(settings_or_exit(), Console(stderr=True)))
 
 
 token_app = typer.Typer(help="API tokens.", no_args_is_help=True)

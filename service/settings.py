@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     jira_jql: str | None = None
     jira_story_points_field: str | None = None
     jira_webhook_secret: str | None = None
+    jira_webhook_token: str | None = None  # for Jira set-ups that cannot sign: ?token=
     jira_canceled_resolutions: CommaList = Field(
         default_factory=lambda: ["Won't Do", "Won't Fix", "Duplicate", "Cannot Reproduce"]
     )
@@ -80,6 +81,11 @@ class Settings(BaseSettings):
     orphan_comment_hourly_cap: int = Field(default=50, ge=0)
     orphan_comment_update_on_link: bool = True
 
+    webhook_worker: bool = True  # off: `ladder worker` processes webhook events, not `serve`
+    webhook_retry_seconds: float = Field(default=30.0, gt=0)
+    webhook_max_attempts: int = Field(default=8, ge=1)
+    webhook_lease_seconds: float = Field(default=300.0, gt=0)
+
     _split = field_validator(
         "jira_canceled_resolutions",
         "linear_teams",
@@ -88,7 +94,7 @@ class Settings(BaseSettings):
         mode="before",
     )(_split_list)
 
-    @field_validator("scheduler", mode="before")
+    @field_validator("scheduler", "webhook_worker", mode="before")
     @classmethod
     def _on_off(cls, value: object) -> object:
         if isinstance(value, str) and value.lower() in {"on", "off"}:

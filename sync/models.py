@@ -20,6 +20,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -72,6 +73,7 @@ class Strategy(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     key: Mapped[str] = mapped_column(String(100), unique=True)
     title: Mapped[str] = mapped_column(String(500))
+    position: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Cycle(Base):
@@ -82,6 +84,7 @@ class Cycle(Base):
     key: Mapped[str] = mapped_column(String(50), unique=True)
     start: Mapped[date] = mapped_column(Date)
     end: Mapped[date] = mapped_column(Date)
+    position: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Objective(Base):
@@ -231,6 +234,121 @@ class TrackerItem(Base):
     raw: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
+# --- Traceability --------------------------------------------------------------------------
+
+
+# What an effort report reads of an item's state, beyond its bucket and resolution time.
+REPORTED = [
+    "item_id",
+    "state",
+    "target_kind",
+    "target_id",
+    "project",
+    "work_item",
+    "estimate",
+    "estimated_below",
+    "points",
+    "time_spent",
+]
+
+
+class ItemState(Base):
+    """What matching derived for one item: its state and the effort it counts, ready to sum.
+
+    Rewritten by `sync.matching` whenever the item, an ancestor, a descendant or the OKR
+    catalogue changes, so that reports are one aggregate query over this narrow table.
+    `state` is `matched`, `non_okr` or `orphan` (lifecycle aside: `bucket` says whether
+    the item is todo, in_progress, done, canceled or deleted).
+    """
+
+    __tablename__ = "item_states"
+    __table_args__ = (
+        # Covering on PostgreSQL: a report reads the index alone, never the table.
+        Index(
+            "ix_item_states_scope",
+            "bucket",
+            "resolved_at",
+            postgresql_include=REPORTED,
+        ),
+        Index("ix_item_states_state", "state", "bucket"),
+    )
+    item_id: Mapped[int] = mapped_column(
+        ForeignKey("tracker_items.id", ondelete="CASCADE"), primary_key=True
+    )
+    # The parent item (derived from `parent_ref`, so no foreign key to check on every write).
+    parent_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    state: Mapped[str | None] = mapped_column(String(10))
+    # The item whose matches this one copies: its nearest ancestor with matches of its own.
+    source_id: Mapped[int | None] = mapped_column(Integer)
+    # The item's bet or KR when it serves exactly one (reports then need no join); "*"
+    # when it serves several; NULL when none.
+    target_kind: Mapped[str | None] = mapped_column(String(3))
+    target_id: Mapped[int | None] = mapped_column(Integer)
+    non_okr_label: Mapped[bool] = mapped_column(Boolean, default=False)
+    bucket: Mapped[str] = mapped_column(String(12))
+    resolved_at: Mapped[datetime | None] = mapped_column()
+    project: Mapped[str | None] = mapped_column(String(100))
+    container: Mapped[bool] = mapped_column(Boolean, default=False)
+    work_item: Mapped[bool] = mapped_column(Boolean, default=False)
+    estimate: Mapped[float | None] = mapped_column(Float)
+    estimated_below: Mapped[bool] = mapped_column(Boolean, default=False)
+    points: Mapped[float] = mapped_column(Float, default=0.0)
+    time_spent: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class ItemMatch(Base):
+    """An effective match of an item to a bet or a key result, and where it came from.
+
+    `weight` is the item's share for this target: the weights of one item add up to 1.
+    The target has no foreign key on purpose: when a bet is deleted its matches stay until
+    re-matching finds them dangling, which is how it knows which items were affected.
+    """
+
+    __tablename__ = "matches"
+    __table_args__ = (
+        UniqueConstraint("item_id", "target_kind", "target_id"),
+        Index("ix_matches_target", "target_kind", "target_id"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("tracker_items.id", ondelete="CASCADE"))
+    target_kind: Mapped[str] = mapped_column(String(3))  # "bet" or "kr"
+    target_id: Mapped[int] = mapped_column(Integer)
+    weight: Mapped[float] = mapped_column(Float)
+    origin: Mapped[str] = mapped_column(String(10))  # label, link, ref, manual, inherited
+    detail: Mapped[str] = mapped_column(Text)
+    inherited_from_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class ManualLink(Base):
+    """A person's standing decision that an item does (link) or does not (unlink) serve a
+    bet or key result. Applied on every re-match, so it survives later syncs."""
+
+    __tablename__ = "manual_links"
+    __table_args__ = (UniqueConstraint("item_id", "target_kind", "target_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("tracker_items.id", ondelete="CASCADE"))
+    target_kind: Mapped[str] = mapped_column(String(3))
+    target_id: Mapped[int] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(10))  # "link" or "unlink"
+    weight: Mapped[float | None] = mapped_column(Float)
+    author: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Snapshot(Base):
+    """The effort roll-up of one cycle and measure on one day (the day's latest wins)."""
+
+    __tablename__ = "snapshots"
+    __table_args__ = (UniqueConstraint("cycle_id", "measure", "day"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cycle_id: Mapped[int] = mapped_column(ForeignKey("cycles.id", ondelete="CASCADE"))
+    measure: Mapped[str] = mapped_column(String(10))
+    day: Mapped[date] = mapped_column(Date)
+    taken_at: Mapped[datetime] = mapped_column(default=utcnow)
+    alignment: Mapped[float] = mapped_column(Float)
+    totals: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
 # --- Sync runs -----------------------------------------------------------------------------
 
 
@@ -251,6 +369,16 @@ class SyncRun(Base):
     error: Mapped[str | None] = mapped_column(Text)
 
 
+class SyncSeen(Base):
+    """The ids a census listed, kept in the store so memory stays flat however big the scope."""
+
+    __tablename__ = "sync_seen"
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("sync_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    external_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+
+
 class SyncCursor(Base):
     """Where the next incremental sync of a source starts."""
 
@@ -267,3 +395,67 @@ class Lease(Base):
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     holder: Mapped[str] = mapped_column(String(200))
     expires_at: Mapped[datetime] = mapped_column()
+
+
+# --- Webhooks and comments -----------------------------------------------------------------
+
+
+class WebhookEvent(Base):
+    """A verified webhook delivery, kept until processed: the inbox.
+
+    (source, delivery_id) is unique, so a tracker's retries and concurrent duplicates are
+    stored once. `status`: received → processed | ignored, or failed (retried after
+    `next_attempt_at`) → parked after too many attempts.
+    """
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (
+        UniqueConstraint("source", "delivery_id"),
+        Index("ix_webhook_events_due", "status", "next_attempt_at"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(20))
+    delivery_id: Mapped[str] = mapped_column(String(200))
+    event_type: Mapped[str] = mapped_column(String(100), default="")
+    kind: Mapped[str] = mapped_column(String(20))
+    external_id: Mapped[str | None] = mapped_column(String(100))
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    headers: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(20))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    processed_at: Mapped[datetime | None] = mapped_column()
+
+
+class CommentSent(Base):
+    """A comment Ladder placed (or is placing) on a tracker item; one per item and kind.
+
+    The row is claimed before the tracker is called, so two replicas never both post.
+    `status`: pending → posted → updated, or failed (retried after `next_attempt_at`).
+    """
+
+    __tablename__ = "comments_sent"
+    __table_args__ = (UniqueConstraint("item_id", "kind"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("tracker_items.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(30))
+    status: Mapped[str] = mapped_column(String(20))
+    tracker_comment_id: Mapped[str | None] = mapped_column(String(100))
+    text: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column()
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    posted_at: Mapped[datetime | None] = mapped_column()
+    updated_at: Mapped[datetime | None] = mapped_column()
+
+
+class AppState(Base):
+    """Small facts the process must remember across restarts, e.g. when comments went on."""
+
+    __tablename__ = "app_state"
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -33,13 +33,17 @@ def paginate(
     order_column: InstrumentedAttribute[Any],
     limit: int,
     cursor: str | None,
+    *,
+    descending: bool = False,
 ) -> tuple[Sequence[Any], str | None]:
     """One page of `stmt` ordered by the unique `order_column`, and the cursor of the next."""
     if not 1 <= limit <= MAX_LIMIT:
         raise Invalid(f"limit must be between 1 and {MAX_LIMIT}")
     if cursor is not None:
-        stmt = stmt.where(order_column > decode_cursor(cursor))
-    rows = session.scalars(stmt.order_by(order_column).limit(limit + 1)).all()
+        after = decode_cursor(cursor)
+        stmt = stmt.where(order_column < after if descending else order_column > after)
+    order = order_column.desc() if descending else order_column
+    rows = session.scalars(stmt.order_by(order).limit(limit + 1)).all()
     if len(rows) <= limit:
         return rows, None
     rows = rows[:limit]

@@ -10,10 +10,11 @@ import hashlib
 import secrets
 from enum import StrEnum
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from sync.models import ApiToken
+from sync.errors import Conflict, NotFound
+from sync.models import ApiToken, utcnow
 
 TOKEN_PREFIX = "ldr_"
 
@@ -35,12 +36,42 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def issue_token(session: Session, role: Role, name: str = "") -> tuple[ApiToken, str]:
+    """Store a new token for `role`; return its row and the secret, shown only this once."""
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    row = ApiToken(name=name or role.name, role=role.value, token_hash=hash_token(token))
+    session.add(row)
+    session.flush()
+    return row, token
+
+
 def create_token(session: Session, role: Role, name: str = "") -> str:
     """Store a new token for `role` and return the secret, which is shown only this once."""
-    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    session.add(ApiToken(name=name or role.name, role=role.value, token_hash=hash_token(token)))
+    return issue_token(session, role, name)[1]
+
+
+def revoke_token(session: Session, token_id: int) -> ApiToken:
+    """Revoke a token for good.
+
+    NotFound for an unknown or already revoked token; Conflict for the last active admin
+    token, because without one nobody could manage tokens over HTTP any more.
+    """
+    row = session.get(ApiToken, token_id)
+    if row is None or row.revoked_at is not None:
+        raise NotFound(f"no active token with id {token_id}")
+    if row.role == Role.admin:
+        admins = session.scalar(
+            select(func.count())
+            .select_from(ApiToken)
+            .where(ApiToken.role == Role.admin.value, ApiToken.revoked_at.is_(None))
+        )
+        if admins == 1:
+            raise Conflict(
+                "this is the last active admin token: create another one before revoking it"
+            )
+    row.revoked_at = utcnow()
     session.flush()
-    return token
+    return row
 
 
 def role_of(session: Session, token: str) -> Role | None:

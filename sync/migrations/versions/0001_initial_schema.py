@@ -44,6 +44,7 @@ def upgrade() -> None:
         sa.Column("key", sa.String(length=50), nullable=False),
         sa.Column("start", sa.Date(), nullable=False),
         sa.Column("end", sa.Date(), nullable=False),
+        sa.Column("position", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("key"),
     )
@@ -66,6 +67,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("key", sa.String(length=100), nullable=False),
         sa.Column("title", sa.String(length=500), nullable=False),
+        sa.Column("position", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("key"),
     )
@@ -166,6 +168,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("source"),
     )
     op.create_table(
+        "sync_seen",
+        sa.Column("run_id", sa.Integer(), nullable=False),
+        sa.Column("external_id", sa.String(length=100), nullable=False),
+        sa.ForeignKeyConstraint(["run_id"], ["sync_runs.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("run_id", "external_id"),
+    )
+    op.create_table(
         "key_results",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("key", sa.String(length=100), nullable=False),
@@ -231,8 +240,160 @@ def upgrade() -> None:
             batch_op.f("ix_check_ins_key_result_id"), ["key_result_id"], unique=False
         )
 
+    op.create_table(
+        "webhook_events",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("source", sa.String(length=20), nullable=False),
+        sa.Column("delivery_id", sa.String(length=200), nullable=False),
+        sa.Column("event_type", sa.String(length=100), nullable=False),
+        sa.Column("kind", sa.String(length=20), nullable=False),
+        sa.Column("external_id", sa.String(length=100), nullable=True),
+        sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("headers", sa.JSON(), nullable=False),
+        sa.Column("body", sa.LargeBinary(), nullable=False),
+        sa.Column("status", sa.String(length=20), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("processed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("source", "delivery_id"),
+    )
+    with op.batch_alter_table("webhook_events", schema=None) as batch_op:
+        batch_op.create_index("ix_webhook_events_due", ["status", "next_attempt_at"], unique=False)
+
+    op.create_table(
+        "comments_sent",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("item_id", sa.Integer(), nullable=False),
+        sa.Column("kind", sa.String(length=30), nullable=False),
+        sa.Column("status", sa.String(length=20), nullable=False),
+        sa.Column("tracker_comment_id", sa.String(length=100), nullable=True),
+        sa.Column("text", sa.Text(), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("posted_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(["item_id"], ["tracker_items.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("item_id", "kind"),
+    )
+    op.create_table(
+        "app_state",
+        sa.Column("key", sa.String(length=100), nullable=False),
+        sa.Column("value", sa.Text(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("key"),
+    )
+    op.create_table(
+        "item_states",
+        sa.Column("item_id", sa.Integer(), nullable=False),
+        sa.Column("parent_id", sa.Integer(), nullable=True),
+        sa.Column("state", sa.String(length=10), nullable=True),
+        sa.Column("source_id", sa.Integer(), nullable=True),
+        sa.Column("target_kind", sa.String(length=3), nullable=True),
+        sa.Column("target_id", sa.Integer(), nullable=True),
+        sa.Column("non_okr_label", sa.Boolean(), nullable=False),
+        sa.Column("bucket", sa.String(length=12), nullable=False),
+        sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("project", sa.String(length=100), nullable=True),
+        sa.Column("container", sa.Boolean(), nullable=False),
+        sa.Column("work_item", sa.Boolean(), nullable=False),
+        sa.Column("estimate", sa.Float(), nullable=True),
+        sa.Column("estimated_below", sa.Boolean(), nullable=False),
+        sa.Column("points", sa.Float(), nullable=False),
+        sa.Column("time_spent", sa.BigInteger(), nullable=False),
+        sa.ForeignKeyConstraint(["item_id"], ["tracker_items.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("item_id"),
+    )
+    with op.batch_alter_table("item_states", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_item_states_scope",
+            ["bucket", "resolved_at"],
+            unique=False,
+            postgresql_include=[
+                "item_id",
+                "state",
+                "target_kind",
+                "target_id",
+                "project",
+                "work_item",
+                "estimate",
+                "estimated_below",
+                "points",
+                "time_spent",
+            ],
+        )
+        batch_op.create_index("ix_item_states_state", ["state", "bucket"], unique=False)
+        batch_op.create_index(batch_op.f("ix_item_states_parent_id"), ["parent_id"], unique=False)
+
+    op.create_table(
+        "matches",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("item_id", sa.Integer(), nullable=False),
+        sa.Column("target_kind", sa.String(length=3), nullable=False),
+        sa.Column("target_id", sa.Integer(), nullable=False),
+        sa.Column("weight", sa.Float(), nullable=False),
+        sa.Column("origin", sa.String(length=10), nullable=False),
+        sa.Column("detail", sa.Text(), nullable=False),
+        sa.Column("inherited_from_id", sa.Integer(), nullable=True),
+        sa.ForeignKeyConstraint(["item_id"], ["tracker_items.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("item_id", "target_kind", "target_id"),
+    )
+    with op.batch_alter_table("matches", schema=None) as batch_op:
+        batch_op.create_index("ix_matches_target", ["target_kind", "target_id"], unique=False)
+
+    op.create_table(
+        "manual_links",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("item_id", sa.Integer(), nullable=False),
+        sa.Column("target_kind", sa.String(length=3), nullable=False),
+        sa.Column("target_id", sa.Integer(), nullable=False),
+        sa.Column("action", sa.String(length=10), nullable=False),
+        sa.Column("weight", sa.Float(), nullable=True),
+        sa.Column("author", sa.String(length=200), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(["item_id"], ["tracker_items.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("item_id", "target_kind", "target_id"),
+    )
+    op.create_table(
+        "snapshots",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("cycle_id", sa.Integer(), nullable=False),
+        sa.Column("measure", sa.String(length=10), nullable=False),
+        sa.Column("day", sa.Date(), nullable=False),
+        sa.Column("taken_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("alignment", sa.Float(), nullable=False),
+        sa.Column("totals", sa.JSON(), nullable=False),
+        sa.ForeignKeyConstraint(["cycle_id"], ["cycles.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("cycle_id", "measure", "day"),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("snapshots")
+    op.drop_table("manual_links")
+    with op.batch_alter_table("matches", schema=None) as batch_op:
+        batch_op.drop_index("ix_matches_target")
+
+    op.drop_table("matches")
+    with op.batch_alter_table("item_states", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_item_states_parent_id"))
+        batch_op.drop_index("ix_item_states_state")
+        batch_op.drop_index("ix_item_states_scope")
+
+    op.drop_table("item_states")
+    op.drop_table("app_state")
+    op.drop_table("comments_sent")
+    with op.batch_alter_table("webhook_events", schema=None) as batch_op:
+        batch_op.drop_index("ix_webhook_events_due")
+
+    op.drop_table("webhook_events")
     with op.batch_alter_table("check_ins", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_check_ins_key_result_id"))
 
@@ -246,6 +407,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_key_results_objective_id"))
 
     op.drop_table("key_results")
+    op.drop_table("sync_seen")
     op.drop_table("sync_cursors")
     with op.batch_alter_table("objectives", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_objectives_strategy_id"))

@@ -1,0 +1,51 @@
+"""The trackers configured in the settings, as adapters, and the matching rules.
+
+The one place where settings turn into the objects the sync engine and the jobs work with;
+sync/ itself never reads the settings.
+"""
+
+from __future__ import annotations
+
+from integrations.base import TrackerAdapter
+from integrations.jira.adapter import JiraAdapter
+from integrations.linear import LinearAdapter
+from service.settings import Settings
+from sync.matching import MatchRules
+
+
+def build_adapters(settings: Settings) -> dict[str, TrackerAdapter]:
+    """An adapter per configured tracker, by source name (`jira`, `linear`)."""
+    adapters: dict[str, TrackerAdapter] = {}
+    if settings.jira_url:
+        adapters["jira"] = JiraAdapter(
+            settings.jira_url,
+            email=settings.jira_email,
+            api_token=settings.jira_api_token,
+            pat=settings.jira_pat,
+            jql=settings.jira_jql,
+            story_points_field=settings.jira_story_points_field,
+            canceled_resolutions=settings.jira_canceled_resolutions,
+            # As many id ranges as fetch threads: all run at once, and each range ends in at
+            # most one partial page, which keeps the request count near the minimum.
+            max_partitions=settings.sync_concurrency,
+            webhook_secret=settings.jira_webhook_secret,
+            bot_account_id=settings.jira_bot_account_id,
+        )
+    if settings.linear_api_key:
+        adapters["linear"] = LinearAdapter.connect(
+            settings.linear_url,
+            settings.linear_api_key,
+            settings.linear_teams,
+            webhook_secret=settings.linear_webhook_secret,
+        )
+    return adapters
+
+
+def match_rules(settings: Settings) -> MatchRules:
+    """The matching rules from the label settings and the base URL of bet pages."""
+    return MatchRules(
+        bet_label_prefix=settings.bet_label_prefix,
+        kr_label_prefix=settings.kr_label_prefix,
+        non_okr_labels=tuple(settings.non_okr_labels),
+        base_url=settings.base_url,
+    )

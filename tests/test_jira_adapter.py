@@ -1,0 +1,358 @@
+"""The Jira adapter against the sandbox Jira over real HTTP, Cloud and Data Center."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from integrations.base import TrackerError
+from integrations.jira.adapter import JiraAdapter
+from integrations.jira.client import RetryPolicy
+from integrations.jira.jql import WHOLE_SCOPE, id_ranges, scope_jql, search_jql, since_literal
+from integrations.sandbox.jira import JiraSandbox
+from integrations.sandbox.server import serve_in_thread
+
+FAST = RetryPolicy(attempts=3, base_delay=0.01, max_delay=2.0)
+DISCOVERY = 4  # serverInfo, field, issuetype, myself
+ISSUES = 300
+PAGE = 40
+
+
+@dataclass
+class Site:
+    sandbox: JiraSandbox
+    url: str
+
+    @property
+    def cloud(self) -> bool:
+        return self.sandbox.flavour == "cloud"
+
+    def adapter(self, **options: object) -> JiraAdapter:
+        sandbox = self.sandbox
+        auth: dict[str, object] = (
+            {"email": sandbox.email, "api_token": sandbox.api_token}
+            if self.cloud
+            else {"pat": sandbox.pat}
+        )
+        settings: dict[str, object] = {"page_size": PAGE, "retry": FAST, "timeout": 5.0}
+        return JiraAdapter(self.url, **(auth | settings | options))  # type: ignore[arg-type]
+
+
+@pytest.fixture(params=["cloud", "datacenter"])
+def site(request: pytest.FixtureRequest) -> Iterator[Site]:
+    """A fresh sandbox per test: tests change data, inject faults and count requests."""
+    sandbox = JiraSandbox(request.param, ISSUES, seed=11, labels=["bet:checkout", "ktlo"])
+    with serve_in_thread(sandbox.app) as url:
+        yield Site(sandbox, url)
+
+
+def all_ids(site: Site) -> list[str]:
+    return sorted(str(i.id) for i in site.sandbox.issues())
+
+
+def search_paths(site: Site) -> set[str]:
+    return {p for p in site.sandbox.requests_by_path if "/search" in p}
+
+
+# --- full and incremental fetch -------------------------------------------------------------
+
+
+def test_a_full_fetch_pages_through_everything_once(site: Site) -> None:
+    adapter = site.adapter()
+    pages = list(adapter.iter_pages(None))
+    ids = [issue["id"] for page in pages for issue in page.items]
+    assert sorted(ids) == all_ids(site)
+    assert len(pages) == -(-ISSUES // PAGE)
+    # Every request is reported exactly once: discovery, the project list, then one per page.
+    assert [page.requests for page in pages] == [DISCOVERY + 1 + 1] + [1] * (len(pages) - 1)
+    assert sum(page.requests for page in pages) == site.sandbox.requests_total == adapter.requests
+    searches = list(site.sandbox.searches)
+    if site.cloud:
+        assert search_paths(site) == {"/rest/api/3/search/jql"}  # never the removed /search
+        assert searches[0].page_token is None and all(s.page_token for s in searches[1:])
+    else:
+        assert search_paths(site) == {"/rest/api/2/search"}
+        assert [s.start_at for s in searches] == list(range(0, ISSUES, PAGE))
+    fields = adapter.site().config.fields()
+    assert all(list(s.fields) == fields and s.max_results == PAGE for s in searches)
+    assert all(s.jql.endswith("ORDER BY updated ASC, id ASC") for s in searches)
+    updated = [issue["fields"]["updated"] for page in pages for issue in page.items]
+    times = [datetime.strptime(u, "%Y-%m-%dT%H:%M:%S.%f%z") for u in updated]
+    assert times == sorted(times)  # oldest update first
+
+
+def test_items_map_to_the_sandbox_truth(site: Site) -> None:
+    adapter = site.adapter()
+    truth = {str(i.id): i for i in site.sandbox.issues()}
+    items = [adapter.normalise(raw) for page in adapter.iter_pages(None) for raw in page.items]
+    for item in items:
+        issue = truth[item.external_id]
+        parent = site.sandbox.issue(issue.parent_id) if issue.parent_id else None
+        assert (item.key, item.type, item.status_category) == (
+            issue.key,
+            issue.kind,
+            issue.category,
+        )
+        assert (item.estimate, item.labels, item.project) == (
+            issue.points,
+            issue.labels,
+            issue.project,
+        )
+        assert item.parent_key == (parent.key if parent else None)
+        assert item.url == f"{site.url}/browse/{issue.key}"
+    team_managed = {p.key for p in site.sandbox.store.projects.values() if p.team_managed}
+    estimated = {item.project in team_managed for item in items if item.estimate is not None}
+    assert estimated == ({True, False} if site.cloud else {False})
+
+
+def test_discovery_finds_both_story_point_fields_and_the_epic_link(site: Site) -> None:
+    config = site.adapter().site().config
+    if site.cloud:
+        assert config.story_points_fields == ("customfield_10024", "customfield_10016")
+        assert config.epic_link_field == "customfield_10014"
+        assert config.issue_type_names["10003"] == "Subtask"
+    else:
+        assert config.story_points_fields == ("customfield_10106",)
+        assert config.epic_link_field == "customfield_10101"
+
+
+def test_story_point_field_overrides_by_id_or_name(site: Site) -> None:
+    fields = site.sandbox.store.fields
+    by_id = site.adapter(story_points_field=fields.story_points).site().config
+    assert by_id.story_points_fields == (fields.story_points,)
+    by_name = site.adapter(story_points_field="story points").site().config
+    assert by_name.story_points_fields == (fields.story_points,)
+    with pytest.raises(
+        TrackerError, match="'customfield_99999' is neither the id nor the name"
+    ) as raised:
+        site.adapter(story_points_field="customfield_99999").site()
+    assert not raised.value.retryable
+
+
+def test_an_incremental_fetch_returns_only_what_changed(site: Site) -> None:
+    adapter = site.adapter()
+    since = datetime.now(UTC) - timedelta(minutes=1)
+    changed = site.sandbox.touch(10)
+    pages = list(adapter.iter_pages(since))
+    assert sorted(issue["id"] for page in pages for issue in page.items) == sorted(changed)
+    # JQL dates are read in the API user's zone (Sydney here), at minute resolution.
+    local = since.astimezone(ZoneInfo("Australia/Sydney")).strftime("%Y-%m-%d %H:%M")
+    assert f'updated >= "{local}"' in site.sandbox.searches[-1].jql
+
+
+def test_a_moved_issue_keeps_its_id_with_a_new_key(site: Site) -> None:
+    adapter = site.adapter()
+    issue = site.sandbox.issues()[10]
+    new_key = site.sandbox.move(issue.id, "WEB")
+    raw = adapter.get_item(str(issue.id))
+    assert raw is not None
+    item = adapter.normalise(raw)
+    assert (item.external_id, item.key, item.project) == (str(issue.id), new_key, "WEB")
+
+
+def test_get_item_is_none_once_deleted(site: Site) -> None:
+    adapter = site.adapter()
+    issue = next(i for i in site.sandbox.issues() if i.kind == "epic")
+    assert adapter.get_item(str(issue.id))["key"] == issue.key  # type: ignore[index]
+    site.sandbox.delete([issue.id])
+    assert adapter.get_item(str(issue.id)) is None
+
+
+# --- census and partitions ------------------------------------------------------------------
+
+
+def test_the_census_lists_every_id_in_cheap_pages(site: Site) -> None:
+    adapter = site.adapter()
+    adapter.site()
+    site.sandbox.delete([site.sandbox.issues()[0].id])
+    pages = list(adapter.iter_ids())
+    assert sorted(i for page in pages for i in page.ids) == all_ids(site)
+    census = list(site.sandbox.searches)
+    assert all(
+        s.fields == ("id",) and s.max_results == (5000 if site.cloud else 1000) for s in census
+    )
+    # Discovery (run before the deletion) is reported with the first page, as is the project list.
+    assert sum(page.requests for page in pages) == DISCOVERY + 1 + len(census)
+    assert site.sandbox.requests_total == DISCOVERY + 1 + len(census)
+
+
+def test_partitions_cover_the_scope_exactly_once_in_parallel(site: Site) -> None:
+    adapter = site.adapter(partition_size=50)
+    partitions = adapter.partitions()
+    assert len(partitions) == -(-ISSUES // 50)
+    late = site.sandbox.create("PAY", "task")  # created after the split: still covered once
+    requests: list[int] = []
+
+    def fetch(partition: str) -> list[str]:
+        pages = list(adapter.iter_pages(None, partition))
+        requests.extend(page.requests for page in pages)
+        return [issue["id"] for page in pages for issue in page.items]
+
+    with ThreadPoolExecutor(4) as pool:
+        chunks = list(pool.map(fetch, partitions))
+    ids = [i for chunk in chunks for i in chunk]
+    assert sorted(ids) == all_ids(site) and late in ids
+    sizes = [len(chunk) for chunk in chunks[:-1]]
+    assert max(sizes) <= 2 * min(sizes)  # even enough to keep every worker busy
+    # Partitioning's own requests (discovery, count, lowest and highest id) ride on a page.
+    assert sum(requests) == site.sandbox.requests_total == adapter.requests
+
+
+def test_a_small_scope_is_one_partition(site: Site) -> None:
+    assert site.adapter().partitions() == [WHOLE_SCOPE]
+
+
+def test_a_configured_jql_restricts_the_scope(site: Site) -> None:
+    adapter = site.adapter(jql="project = OPS ORDER BY created DESC")
+    ids = [issue["id"] for page in adapter.iter_pages(None) for issue in page.items]
+    assert sorted(ids) == sorted(str(i.id) for i in site.sandbox.issues() if i.project == "OPS")
+    assert "/rest/api/3/project" not in site.sandbox.requests_by_path
+    assert site.sandbox.searches[0].jql.startswith("(project = OPS) ORDER BY updated")
+
+
+def test_a_query_jira_rejects_fails_clearly_at_once(site: Site) -> None:
+    adapter = site.adapter(jql="assignee = currentUser()")
+    with pytest.raises(
+        TrackerError, match="answered 400: Field 'assignee' does not exist"
+    ) as raised:
+        list(adapter.iter_pages(None))
+    assert (raised.value.retryable, raised.value.status) == (False, 400)
+    assert len(site.sandbox.searches) == 1
+
+
+# --- comments and check ---------------------------------------------------------------------
+
+
+def test_comments_are_posted_as_plain_text_and_updated(site: Site) -> None:
+    adapter = site.adapter()
+    issue = str(site.sandbox.issues()[3].id)
+    comment_id = adapter.post_comment(issue, "This ticket serves no objective yet: add bet:<key>.")
+    adapter.update_comment(issue, comment_id, "Linked, thanks.")
+    assert [(str(c["id"]), c["body"]) for c in site.sandbox.comments(issue)] == [
+        (comment_id, "Linked, thanks.")
+    ]
+    assert "/rest/api/2/issue/" + issue + "/comment" in site.sandbox.requests_by_path
+
+
+def test_check_describes_what_answered(site: Site) -> None:
+    described = site.adapter().check()
+    assert described["deployment"] == ("Cloud" if site.cloud else "Server")
+    assert (described["user"], described["time_zone"]) == ("Ladder Bot", "Australia/Sydney")
+    assert site.sandbox.requests_total == 2
+
+
+def test_wrong_credentials_fail_without_retrying(site: Site) -> None:
+    auth = {"email": "x@example.com", "api_token": "wrong"} if site.cloud else {"pat": "wrong"}
+    with pytest.raises(TrackerError, match="refused the credentials") as raised:
+        JiraAdapter(site.url, retry=FAST, **auth).check()  # type: ignore[arg-type]
+    assert (raised.value.retryable, raised.value.status) == (False, 401)
+    assert site.sandbox.requests_total == 1
+
+
+# --- faults ---------------------------------------------------------------------------------
+
+
+def warmed(site: Site, **options: object) -> JiraAdapter:
+    """An adapter that has discovered the site and reported it (with a census), counters zeroed."""
+    adapter = site.adapter(**options)
+    list(adapter.iter_ids())
+    site.sandbox.reset_counters()
+    return adapter
+
+
+def test_429_waits_as_long_as_retry_after_asks(site: Site) -> None:
+    adapter = warmed(site)
+    site.sandbox.faults.retry_after = 1
+    site.sandbox.faults.inject("rate_limit", path="/search")
+    started = time.monotonic()
+    first = next(adapter.iter_pages(None))
+    waited = time.monotonic() - started
+    assert 1.0 <= waited < 1.5
+    assert first.requests == 2 == site.sandbox.requests_total
+
+
+@pytest.mark.parametrize("fault", ["unavailable", "server_error", "timeout", "truncated"])
+def test_transient_faults_are_retried_and_counted(site: Site, fault: str) -> None:
+    adapter = warmed(site, timeout=0.3)
+    site.sandbox.faults.retry_after = 0
+    site.sandbox.faults.hang_seconds = 0.6
+    site.sandbox.faults.inject(fault, path="/search")  # type: ignore[arg-type]
+    pages = list(adapter.iter_pages(None))
+    assert sorted(issue["id"] for page in pages for issue in page.items) == all_ids(site)
+    assert pages[0].requests == 2  # the failed attempt and its retry
+    assert sum(page.requests for page in pages) == site.sandbox.requests_total
+
+
+def test_giving_up_raises_a_retryable_error(site: Site) -> None:
+    adapter = warmed(site)
+    site.sandbox.faults.inject("server_error", 10, path="/search")
+    with pytest.raises(TrackerError, match=r"failed 3 times; giving up: .* answered 500") as raised:
+        list(adapter.iter_pages(None))
+    assert (raised.value.retryable, raised.value.status) == (True, 500)
+    assert site.sandbox.requests_total == FAST.attempts
+
+
+def test_a_retry_after_beyond_the_limit_is_not_waited_out(site: Site) -> None:
+    adapter = warmed(site)
+    site.sandbox.faults.retry_after = 3600
+    site.sandbox.faults.inject("rate_limit", path="/search")
+    started = time.monotonic()
+    with pytest.raises(TrackerError, match="asked to wait 3600 s") as raised:
+        list(adapter.iter_pages(None))
+    assert time.monotonic() - started < 1 and raised.value.retryable
+
+
+def test_a_comment_is_never_posted_twice(site: Site) -> None:
+    adapter = warmed(site)
+    issue = str(site.sandbox.issues()[0].id)
+    site.sandbox.faults.retry_after = 0
+    site.sandbox.faults.inject("rate_limit", path="/comment")  # refused: safe to repeat
+    adapter.post_comment(issue, "first")
+    assert site.sandbox.requests_total == 2 and len(site.sandbox.comments(issue)) == 1
+    site.sandbox.faults.inject("truncated", path="/comment")  # posted, answer lost: not repeated
+    with pytest.raises(TrackerError, match="not repeated") as raised:
+        adapter.post_comment(issue, "second")
+    assert not raised.value.retryable
+    assert site.sandbox.requests_total == 3 and len(site.sandbox.comments(issue)) == 2
+
+
+def test_a_never_ending_search_is_cut_off(site: Site) -> None:
+    adapter = site.adapter(max_pages=2)
+    with pytest.raises(TrackerError, match="did not end after 2 pages"):
+        list(adapter.iter_pages(None))
+
+
+# --- JQL building ---------------------------------------------------------------------------
+
+
+def test_jql_building() -> None:
+    assert scope_jql("project = A order by rank", []) == "project = A"
+    assert scope_jql(None, ["A", "B"]) == 'project in ("A", "B")'
+    assert search_jql("project = A", partition="id < 5", since="2026-01-02 03:04") == (
+        '(project = A) AND (id < 5) AND updated >= "2026-01-02 03:04" ORDER BY updated ASC, id ASC'
+    )
+    moment = datetime(2026, 1, 1, 23, 59, 59, tzinfo=UTC)
+    assert since_literal(moment, ZoneInfo("Australia/Sydney")) == "2026-01-02 10:59"
+    assert since_literal(moment, None) == "2025-12-31 23:59"  # a day back when the zone is unknown
+    with pytest.raises(ValueError):
+        since_literal(datetime(2026, 1, 1), None)
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "count"), [(10, 99, 90), (10000, 109999, 100000), (5, 6, 900)]
+)
+def test_id_ranges_cover_every_id_exactly_once(low: int, high: int, count: int) -> None:
+    ranges = id_ranges(low, high, count, size=25, most=64)
+    assert len(ranges) == min(64, -(-count // 25), high - low + 1)
+
+    def holds(restriction: str, n: int) -> bool:
+        return all(eval(c.replace("id", str(n))) for c in restriction.split(" AND "))
+
+    for n in [0, low, (low + high) // 2, high, high + 1000]:
+        assert sum(holds(r, n) for r in ranges) == 1

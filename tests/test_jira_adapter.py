@@ -268,12 +268,14 @@ def warmed(site: Site, **options: object) -> JiraAdapter:
 
 def test_429_waits_as_long_as_retry_after_asks(site: Site) -> None:
     adapter = warmed(site)
-    site.sandbox.faults.retry_after = 1
+    site.sandbox.faults.retry_after = 2
     site.sandbox.faults.inject("rate_limit", path="/search")
     started = time.monotonic()
     first = next(adapter.iter_pages(None))
     waited = time.monotonic() - started
-    assert 1.0 <= waited < 1.5
+    # At least what Jira asked for, and not the doubled wait of the library's own retry
+    # loop (twice Retry-After); the slack absorbs a loaded machine.
+    assert 2.0 <= waited < 4.0
     assert first.requests == 2 == site.sandbox.requests_total
 
 

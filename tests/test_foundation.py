@@ -65,6 +65,11 @@ def test_health_and_metrics(client: TestClient) -> None:
     metrics = client.get("/metrics")
     assert metrics.status_code == 200
     assert 'ladder_http_requests_total{method="GET",route="/healthz",status="200"}' in metrics.text
+    client.get("/api/objectives/O-1")
+    client.get("/no/such/page")
+    text = client.get("/metrics").text
+    assert 'route="/api/objectives/{key}",status="401"' in text  # a template, not the key
+    assert 'route="unmatched",status="404"' in text
 
 
 def test_health_reports_an_unreachable_database(tmp_path, settings: Settings) -> None:

@@ -215,7 +215,7 @@ def test_two_scheduler_processes_run_one_sync_per_tick(
         }
         processes = [
             subprocess.Popen(
-                [sys.executable, "-c", SCHEDULER_PROCESS, "6"],
+                [sys.executable, "-c", SCHEDULER_PROCESS, "10"],
                 env=env,
                 stderr=subprocess.PIPE,
                 text=True,

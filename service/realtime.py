@@ -4,8 +4,8 @@
   batch is being written wait for the next, so under load many share one transaction (one
   INSERT, one commit) and the endpoint still answers each within milliseconds.
 * `InboxWorker` drains the inbox in a thread: woken by each new event, it waits a moment so
-  that events arriving together are processed together (re-matching a hundred items costs
-  little more than re-matching ten), then processes them.
+  that events arriving together are processed together (re-matching a batch of a hundred
+  items costs about twice what a batch of ten does), then processes them.
   With LADDER_WEBHOOK_WORKER=off, `ladder worker` runs it instead, in a process of its own.
 * The scheduled jobs: the inbox drain (the safety net for retries and for events a dead
   process left behind) and the orphan comments, with their policies from the settings.

@@ -1,21 +1,19 @@
-"""Traceability at scale: 1,000,000 items in PostgreSQL, matched, reported, re-matched.
+"""Traceability at scale: up to 1,000,000 items in PostgreSQL, matched, reported, re-matched.
 
-    .venv/bin/python benchmarks/traceability.py                 # 1,000,000 items
-    .venv/bin/python benchmarks/traceability.py --items 100000 --runs 20
+    .venv/bin/python benchmarks/traceability.py                   # 100,000 and 1,000,000 items
+    .venv/bin/python benchmarks/traceability.py --sizes 20000 --runs 10
 
-Builds a database of its own (`ladder_bench` by default, dropped and recreated) with a
-realistic OKR tree (4 cycles, 12 objectives and 36 key results per cycle, 150 bets with
-Jira epics, Product Discovery ideas, Linear projects and initiatives as refs) and a
-generated backlog loaded with COPY: Jira projects of epics, stories, tasks, bugs and
-sub-tasks, Linear teams of projects, issues and sub-issues, three years of history, with
-labels, links, estimates and time spent. Then, through the real code:
+For each size, a database of its own (`ladder_bench`, dropped and recreated) is filled with
+the OKR tree and backlog of `benchmarks/traceability_data.py`, then, through the real code:
 
-1. a full re-match of every item (`rematch_items(session, None, rules)`);
+1. a full re-match of every item (`rematch_items(session, None, rules)`), twice;
 2. the effort report and the orphan listing through the HTTP API (FastAPI app, bearer
-   token, JSON), p50 and p95 over `--runs` calls per variant, after one warm-up call;
-3. a one-bet change (a new ref and a renamed key) with `rematch_for_okr_change`, counting
-   the rows it writes against the items it should affect, computed independently in SQL;
-4. a single-item re-match, as a webhook triggers it, p50 and p95.
+   token, JSON or CSV), p50 and p95 over `--runs` calls per variant after a warm-up call;
+3. one bet gaining an epic as a ref, then renamed (`rematch_for_okr_change`): the time,
+   and the rows written, checked against the items affected as SQL counts them apart;
+4. single-item re-matches, as a webhook triggers them, p50 and p95.
+
+Prints a Markdown table, one column per size, for benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -23,13 +21,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import resource
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -40,6 +36,7 @@ sys.path.insert(0, ROOT)
 from fastapi.testclient import TestClient  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
+from benchmarks.traceability_data import CURRENT, build  # noqa: E402
 from service.app import create_app  # noqa: E402
 from service.settings import Settings  # noqa: E402
 from sync.db import make_engine, migrate, session_factory, transaction  # noqa: E402
@@ -48,335 +45,6 @@ from sync.matching import rematch_for_okr_change, rematch_items  # noqa: E402
 from sync.tokens import Role, create_token  # noqa: E402
 
 RULES = MatchRules()
-CYCLES = [
-    ("2026-Q1", date(2026, 1, 1), date(2026, 3, 31)),
-    ("2026-Q2", date(2026, 4, 1), date(2026, 6, 30)),
-    ("2026-Q3", date(2026, 7, 1), date(2026, 9, 30)),
-    ("2026-Q4", date(2026, 10, 1), date(2026, 12, 31)),
-]
-CURRENT = "2026-Q4"
-HISTORY_START = datetime(2024, 1, 1, tzinfo=UTC)
-NOW = datetime(2026, 11, 20, tzinfo=UTC)
-ITEM_COLUMNS = [
-    *("source", "external_id", "key", "url", "title", "type", "status", "status_category"),
-    *("labels", "parent_ref", "parent_key", "container_refs", "linked_urls", "linked_keys"),
-    *("project", "estimate", "time_spent_seconds", "assignee", "created_at", "updated_at"),
-    *("resolved_at", "deleted", "first_seen_at", "synced_at", "raw"),
-]
-NOISE_LABELS = ["frontend", "backend", "tech-debt", "customer", "security", "mobile-app"]
-
-
-# --- the catalogue and the backlog ---------------------------------------------------------
-
-
-def catalogue(
-    cursor: psycopg.Cursor[Any],
-    rng: random.Random,
-    epics: list[str],
-    projects: list[tuple[str, str]],
-    initiatives: list[str],
-) -> list[str]:
-    """Cycles, objectives, KRs and 150 bets; returns the bet keys."""
-    cursor.execute("INSERT INTO north_star (name, metric) VALUES ('Weekly active teams', 'wat')")
-    for i in range(3):
-        cursor.execute(
-            "INSERT INTO strategies (key, title, position) VALUES (%s, %s, %s)",
-            (f"S{i + 1}", f"Strategy {i + 1}", i),
-        )
-    kr_ids: dict[str, list[int]] = {}
-    for position, (key, start, end) in enumerate(CYCLES):
-        cursor.execute(
-            'INSERT INTO cycles (key, start, "end", position) VALUES (%s, %s, %s, %s) RETURNING id',
-            (key, start, end, position),
-        )
-        (cycle_id,) = cursor.fetchone()  # type: ignore[misc]
-        kr_ids[key] = []
-        for o in range(12):
-            cursor.execute(
-                "INSERT INTO objectives (key, title, cycle_id, strategy_id, team, status, position)"
-                " VALUES (%s, %s, %s, (SELECT id FROM strategies WHERE key = %s), %s, 'active', %s)"
-                " RETURNING id",
-                (
-                    f"{key}-O{o + 1}",
-                    f"Objective {o + 1} of {key}",
-                    cycle_id,
-                    f"S{o % 3 + 1}",
-                    f"team-{o % 6}",
-                    o,
-                ),
-            )
-            (objective_id,) = cursor.fetchone()  # type: ignore[misc]
-            for k in range(3):
-                cursor.execute(
-                    "INSERT INTO key_results (key, objective_id, title, direction, position)"
-                    " VALUES (%s, %s, %s, 'increase', %s) RETURNING id",
-                    (f"{key}-KR-{o + 1}.{k + 1}", objective_id, f"Key result {o + 1}.{k + 1}", k),
-                )
-                kr_ids[key].append(cursor.fetchone()[0])  # type: ignore[index]
-    # 60% of the epics and 70% of the Linear projects belong to a bet; the rest of the work
-    # is aligned through labels, inheritance or not at all.
-    claimed_epics = rng.sample(epics, int(len(epics) * 0.6))
-    claimed_projects = rng.sample(projects, int(len(projects) * 0.7))
-    bets = []
-    for b in range(150):
-        key = f"bet-{b:03d}"
-        refs = [f"jira:{epic}" for epic in claimed_epics[b::150]] + [f"jira:PD-{b}"]
-        refs += [f"linear:project:{slug}" for _, slug in claimed_projects[b::150]]
-        if b % 10 == 0:
-            refs.append(f"linear:initiative:{initiatives[b // 10 % len(initiatives)]}")
-        cursor.execute(
-            "INSERT INTO bets (key, title, status, refs, position) VALUES (%s, %s, 'now', %s, %s)"
-            " RETURNING id",
-            (key, f"Bet {b}", json.dumps(refs), b),
-        )
-        (bet_id,) = cursor.fetchone()  # type: ignore[misc]
-        cycle = CURRENT if b < 120 else CYCLES[2][0]
-        for position, kr in enumerate(rng.sample(kr_ids[cycle], rng.choice([1, 1, 2]))):
-            cursor.execute(
-                "INSERT INTO bet_key_results (bet_id, key_result_id, weight, position)"
-                " VALUES (%s, %s, %s, %s)",
-                (bet_id, kr, rng.choice([None, 1.0, 2.0]), position),
-            )
-        bets.append(key)
-    return bets
-
-
-def lifecycle(rng: random.Random) -> tuple[str, datetime, datetime | None, bool]:
-    """(status category, created, resolved, deleted) over three years of history."""
-    created = HISTORY_START + timedelta(
-        seconds=rng.random() * (NOW - HISTORY_START).total_seconds()
-    )
-    recent = created > NOW - timedelta(days=120)
-    roll = rng.random()
-    if recent:
-        status = (
-            "done"
-            if roll < 0.4
-            else "in_progress"
-            if roll < 0.6
-            else "todo"
-            if roll < 0.95
-            else "canceled"
-        )
-    else:
-        status = (
-            "done"
-            if roll < 0.82
-            else "canceled"
-            if roll < 0.9
-            else "todo"
-            if roll < 0.97
-            else "in_progress"
-        )
-    resolved = None
-    if status in ("done", "canceled"):
-        resolved = min(created + timedelta(days=rng.uniform(1, 60)), NOW)
-    return status, created, resolved, rng.random() < 0.01
-
-
-class Backlog:
-    """Generates rows for COPY: Jira projects first, then Linear teams."""
-
-    def __init__(self, items: int, rng: random.Random) -> None:
-        self.rng = rng
-        self.total = items
-        self.jira_projects = [f"{a}{b}" for a in "PQRSTUVW" for b in "ABCDE"]  # 40
-        self.teams = ["ENG", "OPS", "WEB", "APP", "DATA", "INFRA", "CORE", "GROW", "PAY", "ML"]
-        jira_items = int(items * 0.7)
-        self.per_project = jira_items // len(self.jira_projects)
-        self.per_team = (items - self.per_project * len(self.jira_projects)) // len(self.teams)
-        # Epics and Linear projects are known up front: bets name them in their refs.
-        self.epics_per_project = max(1, self.per_project // 50)
-        self.epics = [
-            f"{p}-{n + 1}" for p in self.jira_projects for n in range(self.epics_per_project)
-        ]
-        self.projects_per_team = max(1, self.per_team // 300)
-        self.linear_projects = [
-            (f"lp-{t}-{n}", f"{t.lower()}-project-{n}")
-            for t in self.teams
-            for n in range(self.projects_per_team)
-        ]
-        self.initiatives = [f"Initiative {n}" for n in range(8)]
-        self.bets: list[str] = []
-
-    def labels(self) -> list[str]:
-        rng, labels = self.rng, []
-        roll = rng.random()
-        if roll < 0.06:
-            labels.append(f"bet:{rng.choice(self.bets)}")
-        elif roll < 0.08:
-            labels.append(f"kr:{CURRENT}-KR-{rng.randint(1, 12)}.{rng.randint(1, 3)}")
-        elif roll < 0.13:
-            labels.append(rng.choice(["ktlo", "no-okr"]))
-        elif roll < 0.135:
-            labels.append("bet:no-such-bet")
-        if rng.random() < 0.3:
-            labels.append(rng.choice(NOISE_LABELS))
-        return labels
-
-    def row(
-        self,
-        source: str,
-        external_id: str,
-        key: str,
-        type_: str,
-        project: str,
-        *,
-        parent: tuple[str, str] | None = None,
-        labels: list[str] | None = None,
-        containers: list[str] | None = None,
-        linked_keys: list[str] | None = None,
-        estimate: float | None = None,
-    ) -> tuple[Any, ...]:
-        status, created, resolved, deleted = lifecycle(self.rng)
-        spent = int(self.rng.uniform(0.5, 40) * 3600) if self.rng.random() < 0.6 else None
-        return (
-            source,
-            external_id,
-            key,
-            f"https://{source}.example.com/browse/{key}",
-            f"{type_.title()} {key}",
-            type_,
-            status.replace("_", " ").title(),
-            status,
-            json.dumps(labels or []),
-            parent[0] if parent else None,
-            parent[1] if parent else None,
-            json.dumps(containers or []),
-            json.dumps([]),
-            json.dumps(linked_keys or []),
-            project,
-            estimate,
-            spent,
-            f"user{self.rng.randint(1, 400)}@example.com",
-            created,
-            resolved or created,
-            resolved if status == "done" else None,
-            deleted,
-            created,
-            NOW,
-            "{}",
-        )
-
-    def rows(self) -> Iterator[tuple[Any, ...]]:
-        rng = self.rng
-        points = [1, 2, 3, 5, 8, 13]
-        for project in self.jira_projects:
-            container = [f"jira:project:{project}"]
-            epics = [
-                (f"j-{project}-{n + 1}", f"{project}-{n + 1}")
-                for n in range(self.epics_per_project)
-            ]
-            for ref, key in epics:
-                yield self.row(
-                    "jira",
-                    ref,
-                    key,
-                    "epic",
-                    project,
-                    labels=self.labels() if rng.random() < 0.2 else [],
-                    containers=container,
-                )
-            stories: list[tuple[str, str]] = []
-            for n in range(len(epics), self.per_project):
-                key = f"{project}-{n + 1}"
-                ref = f"j-{key}"
-                if stories and rng.random() < 0.33:
-                    parent = rng.choice(stories[-200:])
-                    yield self.row(
-                        "jira",
-                        ref,
-                        key,
-                        "subtask",
-                        project,
-                        parent=parent,
-                        containers=container,
-                        labels=self.labels() if rng.random() < 0.1 else [],
-                        estimate=rng.choice([0.5, 1, 2, 3]) if rng.random() < 0.4 else None,
-                    )
-                    continue
-                type_ = rng.choices(["story", "task", "bug"], [0.75, 0.15, 0.10])[0]
-                parent = rng.choice(epics) if rng.random() < 0.7 else None
-                linked = [f"PD-{rng.randrange(150)}"] if rng.random() < 0.02 else []
-                yield self.row(
-                    "jira",
-                    ref,
-                    key,
-                    type_,
-                    project,
-                    parent=parent,
-                    labels=self.labels(),
-                    containers=container,
-                    linked_keys=linked,
-                    estimate=rng.choice(points) if rng.random() < 0.75 else None,
-                )
-                stories.append((ref, key))
-        for team in self.teams:
-            team_projects = [p for p in self.linear_projects if p[0].startswith(f"lp-{team}-")]
-            for n, (ref, slug) in enumerate(team_projects):
-                initiative = self.initiatives[(n + len(team)) % len(self.initiatives)]
-                yield self.row(
-                    "linear",
-                    ref,
-                    slug,
-                    "project",
-                    team,
-                    containers=[
-                        f"linear:project:{ref}",
-                        f"linear:project:{slug}",
-                        f"linear:initiative:{initiative}",
-                        f"linear:team:{team}",
-                    ],
-                )
-            issues: list[tuple[str, str]] = []
-            for n in range(len(team_projects), self.per_team):
-                key = f"{team}-{n + 1}"
-                ref = f"l-{key}"
-                if issues and rng.random() < 0.25:
-                    parent = rng.choice(issues[-200:])
-                    yield self.row(
-                        "linear",
-                        ref,
-                        key,
-                        "subtask",
-                        team,
-                        parent=parent,
-                        estimate=rng.choice([1, 2]) if rng.random() < 0.3 else None,
-                    )
-                    continue
-                project = rng.choice(team_projects) if rng.random() < 0.8 else None
-                containers = (
-                    [f"linear:project:{project[0]}", f"linear:project:{project[1]}"]
-                    if project
-                    else []
-                )
-                type_ = "bug" if rng.random() < 0.12 else "story"
-                yield self.row(
-                    "linear",
-                    ref,
-                    key,
-                    type_,
-                    team,
-                    parent=project,
-                    labels=self.labels(),
-                    containers=[*containers, f"linear:team:{team}"],
-                    estimate=rng.choice(points) if rng.random() < 0.6 else None,
-                )
-                issues.append((ref, key))
-
-
-def build(url: str, items: int, seed: int) -> None:
-    rng = random.Random(seed)
-    backlog = Backlog(items, rng)
-    with psycopg.connect(url) as connection, connection.cursor() as cursor:
-        backlog.bets = catalogue(
-            cursor, rng, backlog.epics, backlog.linear_projects, backlog.initiatives
-        )
-        with cursor.copy(f"COPY tracker_items ({', '.join(ITEM_COLUMNS)}) FROM STDIN") as copy:
-            for row in backlog.rows():
-                copy.write_row(row)
-    with psycopg.connect(url, autocommit=True) as connection:
-        connection.execute("VACUUM ANALYZE")
 
 
 # --- measuring -----------------------------------------------------------------------------
@@ -404,89 +72,109 @@ def written_rows(session: Any, table: str) -> int:
     ).scalar_one()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--items", type=int, default=1_000_000)
-    parser.add_argument("--runs", type=int, default=40, help="calls per API variant")
-    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/postgres")
-    parser.add_argument("--database", default="ladder_bench")
-    parser.add_argument("--seed", type=int, default=7)
-    args = parser.parse_args()
+VARIANTS = {
+    "effort by objective, points": ("/api/reports/effort", {"cycle": CURRENT}),
+    "effort by objective, count": ("/api/reports/effort", {"cycle": CURRENT, "measure": "count"}),
+    "effort by kr, time": (
+        "/api/reports/effort",
+        {"cycle": CURRENT, "measure": "time", "by": "kr"},
+    ),
+    "effort by team, points": ("/api/reports/effort", {"cycle": CURRENT, "by": "team"}),
+    "effort by objective, CSV": ("/api/reports/effort", {"cycle": CURRENT, "format": "csv"}),
+    "orphans, open, first page": ("/api/orphans", {"limit": 50}),
+    "orphans in cycle, roots only": (
+        "/api/orphans",
+        {"cycle": CURRENT, "roots_only": "true", "limit": 50},
+    ),
+    "orphans in cycle, one project": ("/api/orphans", {"cycle": CURRENT, "project": "PA"}),
+    "orphan rate per team": ("/api/reports/orphans", {"cycle": CURRENT}),
+}
 
-    admin_url = args.postgres
-    url = admin_url.rsplit("/", 1)[0] + "/" + args.database
+
+Figure = tuple[str, float | None]  # as shown, and the time it stands for (for ratios)
+
+
+def measure(admin_url: str, database: str, items: int, runs: int, seed: int) -> dict[str, Figure]:
+    """Build a database of `items` items and measure everything; the figures by name."""
+    url = admin_url.rsplit("/", 1)[0] + "/" + database
     with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{args.database}"')
+        admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{database}"')
     engine = make_engine(url)
     migrate(engine)
     sessions = session_factory(engine)
-    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    figures: dict[str, Figure] = {}
 
-    seconds, _ = timed(lambda: build(url, args.items, args.seed))
-    with sessions() as session:
-        count = session.execute(text("SELECT count(*) FROM tracker_items")).scalar_one()
-    print(f"generated {count:,} items with COPY in {seconds:.1f} s")
+    seconds, _ = timed(lambda: build(url, items, seed))
+    figures["generate with COPY"] = (f"{seconds:.1f} s", seconds)
 
     def full() -> int:
         with transaction(sessions) as session:
             return rematch_items(session, None, RULES)
 
-    seconds, matched = timed(full)
-    print(f"full re-match of {matched:,} items: {seconds:.1f} s")
-    with psycopg.connect(url, autocommit=True) as connection:
-        connection.execute("VACUUM ANALYZE")
+    for label in ("full re-match", "full re-match again, nothing changed"):
+        seconds, _ = timed(full)
+        figures[label] = (f"{seconds:.1f} s", seconds)
+        # What autovacuum does after such a rewrite, done now so that runs start alike.
+        with psycopg.connect(url, autocommit=True) as connection:
+            connection.execute("VACUUM ANALYZE")
     with sessions() as session:
-        summary = session.execute(
-            text("SELECT state, count(*) FROM item_states GROUP BY state ORDER BY state")
-        ).all()
-        matches = session.execute(text("SELECT count(*) FROM matches")).scalar_one()
-    print("states:", ", ".join(f"{state} {n:,}" for state, n in summary), f"| matches {matches:,}")
-    seconds, _ = timed(full)
-    print(f"full re-match again (nothing changed): {seconds:.1f} s")
-    # What autovacuum does after such a rewrite, done now so that every run starts alike.
-    with psycopg.connect(url, autocommit=True) as connection:
-        connection.execute("VACUUM ANALYZE")
+        states = dict(
+            session.execute(text("SELECT state, count(*) FROM item_states GROUP BY state")).all()
+        )
+    figures["matched / non-OKR / orphan items"] = (
+        f"{states['matched']:,} / {states['non_okr']:,} / {states['orphan']:,}",
+        None,
+    )
 
-    settings = Settings(database_url=url, scheduler=False, _env_file=None)
     with transaction(sessions) as session:
         token = create_token(session, Role.viewer, "benchmark")
     headers = {"Authorization": f"Bearer {token}"}
-    variants = {
-        "effort by objective, points": ("/api/reports/effort", {"cycle": CURRENT}),
-        "effort by objective, count": (
-            "/api/reports/effort",
-            {"cycle": CURRENT, "measure": "count"},
-        ),
-        "effort by kr, time": (
-            "/api/reports/effort",
-            {"cycle": CURRENT, "measure": "time", "by": "kr"},
-        ),
-        "effort by team, points": ("/api/reports/effort", {"cycle": CURRENT, "by": "team"}),
-        "effort by objective, CSV": ("/api/reports/effort", {"cycle": CURRENT, "format": "csv"}),
-        "orphans, open, first page": ("/api/orphans", {"limit": 50}),
-        "orphans in cycle, roots only": (
-            "/api/orphans",
-            {"cycle": CURRENT, "roots_only": "true", "limit": 50},
-        ),
-        "orphans, one project": ("/api/orphans", {"cycle": CURRENT, "project": "PA", "limit": 50}),
-        "orphan rate per team": ("/api/reports/orphans", {"cycle": CURRENT}),
-    }
+    settings = Settings(database_url=url, scheduler=False, _env_file=None)
     with TestClient(create_app(settings)) as client:
-        print(f"\n{'API call':34} {'p50 ms':>8} {'p95 ms':>8}")
-        for name, (path, params) in variants.items():
+        for name, (path, params) in VARIANTS.items():
             assert client.get(path, params=params, headers=headers).status_code == 200
             samples = []
-            for _ in range(args.runs):
+            for _ in range(runs):
                 seconds, response = timed(lambda: client.get(path, params=params, headers=headers))  # noqa: B023
                 assert response.status_code == 200, response.text
                 samples.append(seconds)
             p50, p95 = percentiles(samples)
-            print(f"{name:34} {p50 * 1000:8.1f} {p95 * 1000:8.1f}")
+            figures[f"{name}: p50 / p95"] = (f"{p50 * 1000:.0f} / {p95 * 1000:.0f} ms", p50)
 
-    # One bet changes: it gains an epic as a ref and is renamed.
+    figures.update(okr_changes(sessions))
+
+    with sessions() as session:
+        ids = session.scalars(
+            text(
+                "SELECT id FROM tracker_items WHERE type IN ('story', 'task', 'bug')"
+                " ORDER BY random() LIMIT :n"
+            ),
+            {"n": runs},
+        ).all()
+    samples = []
+    for item_id in ids:
+
+        def one() -> int:
+            with transaction(sessions) as session:
+                return rematch_items(session, [item_id], RULES)  # noqa: B023
+
+        samples.append(timed(one)[0])
+    p50, p95 = percentiles(samples)
+    figures["one item re-matched (a webhook): p50 / p95"] = (
+        f"{p50 * 1000:.0f} / {p95 * 1000:.0f} ms",
+        p50,
+    )
+    engine.dispose()
+    return figures
+
+
+def okr_changes(sessions: Any) -> dict[str, Figure]:
+    """One bet gains an epic as a ref, then is renamed: time, and rows written.
+
+    The items the new ref affects are counted independently, in SQL: the epic and its
+    descendants that do not match on their own. Anything else written is a failure.
+    """
     with sessions() as session:
         bet_key, refs = session.execute(
             text("SELECT key, refs FROM bets WHERE key = 'bet-042'")
@@ -498,7 +186,6 @@ def main() -> None:
                 " ORDER BY i.id LIMIT 1 OFFSET 3"
             )
         ).scalar_one()
-        # Independently: the epic and its descendants that do not match on their own.
         expected = session.execute(
             text(
                 "WITH RECURSIVE tree(id) AS ("
@@ -510,7 +197,7 @@ def main() -> None:
             ),
             {"epic": epic},
         ).scalar_one()
-        labelled = session.execute(
+        served = session.execute(
             text(
                 "SELECT count(DISTINCT m.item_id) FROM matches m JOIN bets b ON b.id = m.target_id"
                 " WHERE m.target_kind = 'bet' AND b.key = :bet"
@@ -518,60 +205,70 @@ def main() -> None:
             {"bet": bet_key},
         ).scalar_one()
 
-    def change_refs() -> tuple[int, int, int]:
+    def change(statement: str, params: dict[str, str], keys: set[str]) -> tuple[int, int, int]:
         with transaction(sessions) as session:
-            session.execute(
-                text("UPDATE bets SET refs = :refs WHERE key = :bet"),
-                {"refs": json.dumps([*refs, f"jira:{epic}"]), "bet": bet_key},
-            )
-            rematched = rematch_for_okr_change(session, {bet_key}, set(), RULES)
+            session.execute(text(statement), params)
+            rematched = rematch_for_okr_change(session, keys, set(), RULES)
             return rematched, written_rows(session, "matches"), written_rows(session, "item_states")
 
-    seconds, (rematched, match_rows, state_rows) = timed(change_refs)
-    print(
-        f"\none bet gains epic {epic} as a ref: {seconds * 1000:.0f} ms;"
-        f" re-matched {rematched:,} items (expected {expected:,}),"
-        f" wrote {match_rows:,} match rows and {state_rows:,} state rows"
+    figures: dict[str, Figure] = {}
+    seconds, (rematched, match_rows, state_rows) = timed(
+        lambda: change(
+            "UPDATE bets SET refs = :refs WHERE key = :bet",
+            {"refs": json.dumps([*refs, f"jira:{epic}"]), "bet": bet_key},
+            {bet_key},
+        )
     )
-
-    def rename() -> tuple[int, int, int]:
-        with transaction(sessions) as session:
-            session.execute(
-                text("UPDATE bets SET key = 'bet-042-renamed' WHERE key = :bet"), {"bet": bet_key}
-            )
-            rematched = rematch_for_okr_change(session, {bet_key, "bet-042-renamed"}, set(), RULES)
-            return rematched, written_rows(session, "matches"), written_rows(session, "item_states")
-
-    seconds, (rematched, match_rows, state_rows) = timed(rename)
-    print(
-        f"the same bet renamed ({labelled:,} items matched to it): {seconds * 1000:.0f} ms;"
-        f" re-matched {rematched:,} items, wrote {match_rows:,} match rows"
-        f" and {state_rows:,} state rows"
+    if not rematched == match_rows == state_rows == expected:
+        raise SystemExit(f"a new ref re-matched {rematched} items, {expected} expected")
+    figures["a bet gains an epic as a ref"] = (
+        f"{seconds * 1000:.0f} ms, {rematched:,} items re-matched = affected",
+        seconds,
     )
+    seconds, (rematched, _, state_rows) = timed(
+        lambda: change(
+            "UPDATE bets SET key = :new WHERE key = :bet",
+            {"new": f"{bet_key}-renamed", "bet": bet_key},
+            {bet_key, f"{bet_key}-renamed"},
+        )
+    )
+    figures["the bet renamed"] = (
+        f"{seconds * 1000:.0f} ms, {rematched:,} items re-matched ({served:,} served it)",
+        seconds,
+    )
+    return figures
 
-    with sessions() as session:
-        ids = [
-            row[0]
-            for row in session.execute(
-                text(
-                    "SELECT id FROM tracker_items WHERE type IN ('story', 'task', 'bug')"
-                    " ORDER BY random() LIMIT :n"
-                ),
-                {"n": args.runs},
-            )
-        ]
-    samples = []
-    for item_id in ids:
 
-        def one() -> int:
-            with transaction(sessions) as session:
-                return rematch_items(session, [item_id], RULES)  # noqa: B023
-
-        samples.append(timed(one)[0])
-    p50, p95 = percentiles(samples)
-    print(f"single-item re-match (webhook): p50 {p50 * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms")
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", default="100000,1000000", help="item counts, comma-separated")
+    parser.add_argument("--runs", type=int, default=40, help="calls per API variant")
+    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--database", default="ladder_bench")
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+    sizes = [int(size) for size in args.sizes.split(",")]
+    results = {}
+    for size in sizes:
+        results[size] = measure(args.postgres, args.database, size, args.runs, args.seed)
+        print(f"measured {size:,} items", file=sys.stderr)
+    print(f"Machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, PostgreSQL.\n")
+    first, last = sizes[0], sizes[-1]
+    print(
+        "| | "
+        + " | ".join(f"{size:,} items" for size in sizes)
+        + f" | time {last // first}x items |"
+    )
+    print("|---|" + "---:|" * (len(sizes) + 1))
+    for name in results[first]:
+        shown = " | ".join(results[size][name][0] for size in sizes)
+        before, after = results[first][name][1], results[last][name][1]
+        ratio = f"{after / before:.1f}x" if before and after else ""
+        print(f"| {name} | {shown} | {ratio} |")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak RSS of this process: {peak:.0f} MB")
+    print(f"\nPeak RSS of the process: {peak:.0f} MB.")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """Effort roll-ups: how much of a cycle's work went to each objective, KR, bet or team.
 
 The rules are the design's "Effort" section. Matching has already done the per-item work
-(`item_states`: each item's state, bucket and counted points), so a report is one
-aggregate query: the matched items' effort spread over their matches and, through the
-bets' KR weights, over key results and objectives; the rest summed by state.
+(`item_states`: each item's state, bucket, counted points and, for most, its only target),
+so a report is one aggregate query reading an index: effort summed per state and target
+(or team) and bucket. The few hundred target totals are then spread over key results and
+objectives by the bets' KR weights.
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ Measure = Literal["points", "count", "time"]
 GroupBy = Literal["objective", "kr", "bet", "team"]
 MEASURES: tuple[Measure, ...] = get_args(Measure)
 GROUPINGS: tuple[GroupBy, ...] = get_args(GroupBy)
-BUCKETS = ("done", "in_progress", "todo")
 # What `count` counts: containers (epics, projects) and sub-tasks count nothing.
 WORK_ITEM_TYPES = frozenset({"story", "task", "bug", "other"})
 # The `target_kind` of an item state that serves several targets: read its matches.
@@ -76,16 +76,23 @@ def cycle_window(cycle: Cycle, tz: tzinfo = UTC) -> tuple[datetime, datetime]:
     return start, end
 
 
+def open_items() -> ColumnElement[bool]:
+    return STATES.c.bucket.in_(("todo", "in_progress"))
+
+
+def done_within(window: tuple[datetime, datetime]) -> ColumnElement[bool]:
+    start, end = window
+    return and_(
+        STATES.c.bucket == "done", STATES.c.resolved_at >= start, STATES.c.resolved_at < end
+    )
+
+
 def scopes(window: tuple[datetime, datetime]) -> tuple[ColumnElement[bool], ...]:
     """What a cycle's report counts: the open items, and the items done inside the window.
 
     Two conditions rather than one OR, so that each reads a range of an index.
     """
-    start, end = window
-    return (
-        STATES.c.bucket.in_(("todo", "in_progress")),
-        and_(STATES.c.bucket == "done", STATES.c.resolved_at >= start, STATES.c.resolved_at < end),
-    )
+    return open_items(), done_within(window)
 
 
 def in_scope(window: tuple[datetime, datetime]) -> ColumnElement[bool]:

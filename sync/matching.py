@@ -6,10 +6,9 @@ caller's transaction and never commit. The items in scope (the changed ones and 
 descendants, or all items) go through two steps:
 
 1. own matches: each item's facts through the pure rules of `sync.matchers`, with its
-   manual links and unlinks, in batches; its `item_states` row is written, pending (state
-   NULL) unless the item matched on its own;
-2. `sync.settle`: inheritance and states in set-based SQL, then the points each item
-   counts, since an estimate below an item stops its own from counting.
+   manual links and unlinks, in batches, inserted into `matches`;
+2. `sync.settle`, in set-based SQL: each item's `item_states` row, the matches it inherits,
+   its state (matched, non-OKR or orphan) and the points it counts.
 """
 
 from __future__ import annotations
@@ -35,6 +34,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    true,
 )
 from sqlalchemy.orm import Session
 
@@ -52,7 +52,16 @@ from sync.matchers import (
     match_item,
     normalise_ref,
 )
-from sync.models import Bet, ItemMatch, ItemState, KeyResult, ManualLink, TrackerItem, utcnow
+from sync.models import (
+    Bet,
+    ItemMatch,
+    ItemState,
+    KeyResult,
+    ManualLink,
+    MatchedRefs,
+    TrackerItem,
+    utcnow,
+)
 from sync.settle import (
     chunks,
     escape_like,
@@ -66,6 +75,7 @@ ITEMS: Table = TrackerItem.__table__  # type: ignore[assignment]
 STATES: Table = ItemState.__table__  # type: ignore[assignment]
 MATCHES: Table = ItemMatch.__table__  # type: ignore[assignment]
 LINKS: Table = ManualLink.__table__  # type: ignore[assignment]
+REFS: Table = MatchedRefs.__table__  # type: ignore[assignment]
 
 # Items per batch of a full re-match.
 BATCH_SIZE = 2000
@@ -162,9 +172,11 @@ def rematch_for_okr_change(
     if missing:
         # A deleted bet or KR takes its manual links with it.
         session.execute(delete(LINKS).where(_dangling(LINKS)))
+    bet_ids = [catalogue.bets[key.lower()].id for key in bet_keys if key.lower() in catalogue.bets]
     candidates = _matched_to(session, catalogue, bet_keys, kr_keys, dangling=missing)
-    candidates |= _naming(session, catalogue, bet_keys, kr_keys)
+    candidates |= _naming(session, catalogue, bet_keys, kr_keys, _new_refs(session, bet_ids))
     changed = _own_matches_changed(session, catalogue, candidates)
+    _remember_refs(session, bet_ids)
     return _rematch_scope(session, catalogue, changed) if changed else 0
 
 
@@ -213,6 +225,7 @@ def _rematch_all(session: Session, catalogue: Catalogue) -> int:
     _analyze(session)
     write_states(session, None, catalogue.rules.non_okr_labels)
     settle(session, None)
+    _remember_refs(session, None)
     _analyze(session)
     return session.scalar(select(func.count()).select_from(STATES)) or 0
 
@@ -376,21 +389,18 @@ def _matched_to(
 
 
 def _naming(
-    session: Session, catalogue: Catalogue, bet_keys: Collection[str], kr_keys: Collection[str]
+    session: Session,
+    catalogue: Catalogue,
+    bet_keys: Collection[str],
+    kr_keys: Collection[str],
+    refs: Sequence[str],
 ) -> set[int]:
-    """Items whose labels, links or refs name these keys or the bets' refs: a scan."""
+    """Items whose labels or links name these keys, or that name these refs: a scan."""
     rules = catalogue.rules
     conditions = [json_has(ITEMS.c.labels, rules.bet_label_prefix + key) for key in bet_keys]
     conditions += [json_has(ITEMS.c.labels, rules.kr_label_prefix + key) for key in kr_keys]
     conditions += [
         json_has(ITEMS.c.linked_urls, rules.bet_url(key), prefix=True) for key in bet_keys
-    ]
-    bets = [key.lower() for key in bet_keys if key.lower() in catalogue.bets]
-    refs = [
-        ref
-        for chunk in chunks(bets)
-        for ref_list in session.scalars(select(Bet.refs).where(func.lower(Bet.key).in_(chunk)))
-        for ref in ref_list
     ]
     conditions += _naming_refs(refs)
     found: set[int] = set()
@@ -399,6 +409,35 @@ def _naming(
         terms = conditions[start : start + MAX_TERMS]
         found.update(session.scalars(select(ITEMS.c.id).where(or_(*terms))))
     return found
+
+
+def _new_refs(session: Session, bet_ids: list[int]) -> list[str]:
+    """The refs of these bets that the stored matches do not reflect yet."""
+    seen = {
+        bet_id: {normalise_ref(ref) for ref in refs}
+        for bet_id, refs in session.execute(
+            select(REFS.c.bet_id, REFS.c.refs).where(REFS.c.bet_id.in_(bet_ids))
+        )
+    }
+    return [
+        ref
+        for bet_id, refs in session.execute(select(Bet.id, Bet.refs).where(Bet.id.in_(bet_ids)))
+        for ref in refs
+        if normalise_ref(ref) not in seen.get(bet_id, set())
+    ]
+
+
+def _remember_refs(session: Session, bet_ids: list[int] | None) -> None:
+    """Record the current refs of these bets (all when None) as the matches' own."""
+    stmt = dialect_insert(session, REFS).from_select(
+        ["bet_id", "refs"],
+        select(Bet.id, Bet.refs).where(true() if bet_ids is None else Bet.id.in_(bet_ids)),
+    )
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[REFS.c.bet_id], set_={"refs": stmt.excluded.refs}
+        )
+    )
 
 
 def _naming_refs(refs: Sequence[str]) -> list[ColumnElement[bool]]:

@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -240,6 +241,7 @@ class TrackerItem(Base):
 # What an effort report reads of an item's state, beyond its bucket and resolution time.
 REPORTED = [
     "item_id",
+    "parent_id",
     "state",
     "target_kind",
     "target_id",
@@ -270,7 +272,13 @@ class ItemState(Base):
             "resolved_at",
             postgresql_include=REPORTED,
         ),
-        Index("ix_item_states_state", "state", "bucket"),
+        # The items being re-matched: a handful, or none outside a re-match.
+        Index(
+            "ix_item_states_pending",
+            "item_id",
+            postgresql_where=text("state IS NULL"),
+            sqlite_where=text("state IS NULL"),
+        ),
     )
     item_id: Mapped[int] = mapped_column(
         ForeignKey("tracker_items.id", ondelete="CASCADE"), primary_key=True
@@ -333,6 +341,18 @@ class ManualLink(Base):
     weight: Mapped[float | None] = mapped_column(Float)
     author: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MatchedRefs(Base):
+    """A bet's refs as the stored matches reflect them.
+
+    When the bet changes, re-matching compares its refs with these and looks for the items
+    that name the new ones only, instead of searching every item for every ref again.
+    """
+
+    __tablename__ = "matched_refs"
+    bet_id: Mapped[int] = mapped_column(ForeignKey("bets.id", ondelete="CASCADE"), primary_key=True)
+    refs: Mapped[list[str]] = mapped_column(default=list)
 
 
 class Snapshot(Base):

@@ -23,10 +23,11 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    union_all,
 )
 from sqlalchemy.orm import Session
 
-from sync.effort import Measure, effort_of, in_scope
+from sync.effort import Measure, done_within, effort_of, in_scope, open_items
 from sync.errors import Invalid
 from sync.listing import ItemView, views
 from sync.models import ItemState, TrackerItem
@@ -47,8 +48,9 @@ class OrphanView:
 
 
 def listed(states: Any, window: Window | None) -> ColumnElement[bool]:
-    """Whether an item (its `item_states` row, possibly aliased) is a listed orphan."""
-    window_condition = (
+    """Whether an item (its `item_states` row, possibly aliased) is a listed orphan: an
+    orphan open now or, with a window, done inside it."""
+    done = (
         and_(
             states.c.bucket == "done",
             states.c.resolved_at >= window[0],
@@ -57,10 +59,7 @@ def listed(states: Any, window: Window | None) -> ColumnElement[bool]:
         if window
         else false()
     )
-    return and_(
-        states.c.state == "orphan",
-        or_(states.c.bucket.in_(("todo", "in_progress")), window_condition),
-    )
+    return and_(states.c.state == "orphan", or_(states.c.bucket.in_(("todo", "in_progress")), done))
 
 
 def list_orphans(
@@ -79,18 +78,21 @@ def list_orphans(
     """A page of orphans by effort (largest first), filtered; the cursor of the next."""
     if not 1 <= limit <= MAX_LIMIT:
         raise Invalid(f"limit must be between 1 and {MAX_LIMIT}")
-    # The listed orphans, read once: the roots and their subtrees are found among them.
-    orphans = (
-        select(
-            STATES.c.item_id,
-            STATES.c.parent_id,
-            STATES.c.project,
-            STATES.c.bucket,
-            cast(effort_of(measure), Float).label("effort"),
+    # The listed orphans, read once (a range of an index per part of the scope): the roots
+    # and their subtrees are found among them.
+    ranges = [open_items()] + ([done_within(window)] if window else [])
+    orphans = union_all(
+        *(
+            select(
+                STATES.c.item_id,
+                STATES.c.parent_id,
+                STATES.c.project,
+                STATES.c.bucket,
+                cast(effort_of(measure), Float).label("effort"),
+            ).where(STATES.c.state == "orphan", part)
+            for part in ranges
         )
-        .where(listed(STATES, window))
-        .cte("orphans")
-    )
+    ).cte("orphans")
     shown = select(orphans.c.item_id, orphans.c.effort)
     if roots_only:
         # A root's parent is not listed: the orphans anti-joined to themselves.
@@ -186,7 +188,7 @@ def orphan_rates(session: Session, window: Window, measure: Measure) -> list[Tea
             func.count(),
             func.sum(case((orphan, 1), else_=0)),
         )
-        .where(in_scope(window), STATES.c.state.is_not(None))
+        .where(in_scope(window))
         .group_by(STATES.c.project)
     )
     rates = [

@@ -1,9 +1,10 @@
 """The set-based half of matching: item states, inheritance and counted points, in SQL.
 
-`sync.matching` inserts each item's own matches, then `write_states` derives its
-`item_states` row from its columns: *pending* (state NULL) unless it matched on its own.
-The pending rows are exactly the items being re-matched, a handful or all of them, and
-`settle` settles them.
+`sync.matching` inserts each item's own matches, then `write_states` derives each
+`item_states` row from the item's columns and own matches: *pending* (state NULL) unless
+the item matched on its own. Pending rows are exactly the items being re-matched, and
+`settle` settles them. For all items at once, `write_states` settles them itself, in the
+statement that writes them, so that a full re-match writes each row once.
 
 Inheritance walks down the trees with one recursive query: from each pending item whose
 parent is settled, through pending children, carrying the *source* (the nearest ancestor
@@ -104,14 +105,18 @@ def write_states(
     are derived in the same statement, so that each row is written once; only items
     below a manual unlink are left pending.
     """
-    base = _derived(non_okr_labels)
+    base = _derived(non_okr_labels, item_ids)
     if item_ids is not None:
         rows = base.where(ITEMS.c.id.in_(item_ids))
     else:
+        # Joins rather than IN or EXISTS tests: the planner cannot size recursive queries,
+        # and would otherwise run them once per row.
         nodes = base.cte("base")
         walk = _walk(nodes)
-        inherits = and_(walk.c.item_id.is_not(None), not_(_unlinks(nodes.c.item_id)))
-        below = nodes.c.item_id.in_(select(_estimated_below(nodes).c.item_id))
+        up = _estimated_below(nodes)
+        unlinking = select(LINKS.c.item_id).where(LINKS.c.action == "unlink").distinct().subquery()
+        inherits = and_(walk.c.item_id.is_not(None), unlinking.c.item_id.is_(None))
+        below = up.c.item_id.is_not(None)
         rows = (
             select(
                 nodes.c.item_id,
@@ -141,7 +146,11 @@ def write_states(
                 case((or_(nodes.c.container, below), 0.0), else_=nodes.c.points).label("points"),
                 nodes.c.time_spent,
             )
-            .select_from(nodes.outerjoin(walk, walk.c.item_id == nodes.c.item_id))
+            .select_from(
+                nodes.outerjoin(walk, walk.c.item_id == nodes.c.item_id)
+                .outerjoin(up, up.c.item_id == nodes.c.item_id)
+                .outerjoin(unlinking, unlinking.c.item_id == nodes.c.item_id)
+            )
             .where(true())  # SQLite needs a WHERE in an INSERT … SELECT with ON CONFLICT
         )
     stmt = dialect_insert(session, STATES).from_select(
@@ -155,7 +164,7 @@ def write_states(
     )
 
 
-def _derived(non_okr_labels: Sequence[str]) -> Select[Any]:
+def _derived(non_okr_labels: Sequence[str], item_ids: list[int] | None) -> Select[Any]:
     """Each item's state row as its own columns and own matches say it (pending if none)."""
     parent = ITEMS.alias("parent")
     own = (
@@ -165,6 +174,7 @@ def _derived(non_okr_labels: Sequence[str]) -> Select[Any]:
             func.min(MATCHES.c.target_kind).label("kind"),
             func.min(MATCHES.c.target_id).label("target"),
         )
+        .where(true() if item_ids is None else MATCHES.c.item_id.in_(item_ids))
         .group_by(MATCHES.c.item_id)
         .subquery("own")
     )

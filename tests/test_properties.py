@@ -34,7 +34,7 @@ LABELS = ["bet:A", "BET:b", "bet:C", "kr:KR2", "bet:missing", "ktlo", "No-OKR", 
 TARGETS = {"bet:a": "A", "bet:b": "B", "bet:c": "C", "kr:kr2": "KR2"}
 CYCLE = (date(2026, 10, 1), date(2026, 12, 31))
 EXAMPLES = settings(
-    max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 
 

@@ -7,12 +7,25 @@ const $ = (selector) => document.querySelector(selector);
 
 class Unauthorized extends Error {}
 
+// The URL's fragment carries `token=` (once) and `trace=<source>/<key>` (a shareable link).
+const fragment = () => new URLSearchParams(location.hash.slice(1));
+
 function takeTokenFromUrl() {
-  const match = location.hash.match(/token=([^&]+)/);
-  if (match) {
-    localStorage.setItem(TOKEN_KEY, decodeURIComponent(match[1]));
+  const params = fragment();
+  if (params.has("token")) {
+    localStorage.setItem(TOKEN_KEY, params.get("token"));
+    params.delete("token");
     // Drop the token from the address bar and the history.
-    history.replaceState(null, "", location.pathname + location.search);
+    const rest = params.toString();
+    history.replaceState(null, "", location.pathname + location.search + (rest ? `#${rest}` : ""));
+  }
+}
+
+function traceFromUrl() {
+  const wanted = fragment().get("trace");
+  if (wanted) {
+    const [source, ...key] = wanted.split("/");
+    trace(source, key.join("/"));
   }
 }
 
@@ -100,8 +113,9 @@ async function loadTrend() {
     points.map((point, i) => `${points.length > 1 ? (300 * i) / (points.length - 1) : 150},${60 - 58 * point.alignment}`).join(" "),
   );
   $("#trend").replaceChildren(line);
+  const [first, last] = [points[0], points[points.length - 1]];
   $("#trend-note").textContent = points.length
-    ? `Alignment over ${points.length} day(s), from ${points[0].day} to ${points[points.length - 1].day}.`
+    ? `Alignment ${percent(first.alignment)} on ${first.day}, ${percent(last.alignment)} on ${last.day}.`
     : "No snapshots for this cycle yet: one is taken after every sync and once a day.";
 }
 
@@ -116,7 +130,7 @@ async function loadOrphans() {
         el("td", {}, item.assignee),
         el("td", {}, item.status),
         el("td", { class: "num" }, amount(item.effort)),
-        el("td", {}, el("button", { type: "button", class: "quiet", onclick: () => trace(item.source, item.key) }, "Trace")))),
+        el("td", {}, el("a", { href: `#trace=${item.source}/${encodeURIComponent(item.key)}` }, "Trace")))),
   );
   if (!page.items.length) {
     $("#orphans tbody").append(el("tr", {}, el("td", { colspan: 7 }, "No orphans. Every open ticket ladders up.")));
@@ -152,7 +166,7 @@ async function trace(source, key) {
                 el("span", { class: "level" }, step.level.replace("_", " ")),
                 step.url ? el("a", { href: step.url, target: "_blank", rel: "noopener" }, step.key) : (step.key ?? ""),
                 step.key ? ` ${step.title}` : step.title,
-                el("span", { class: "why" }, `${step.origin}: ${step.detail}`)))))),
+                el("span", { class: "why", title: step.origin }, step.detail)))))),
     );
   } catch (error) {
     target.replaceChildren(el("p", { class: "error" }, error.message));
@@ -202,6 +216,7 @@ async function start() {
   $("#controls").hidden = false;
   $("#app").hidden = false;
   await refresh();
+  traceFromUrl();
 }
 
 $("#login").addEventListener("submit", (event) => {
@@ -217,7 +232,8 @@ $("#cycle").addEventListener("change", refresh);
 $("#measure").addEventListener("change", refresh);
 $("#trace-form").addEventListener("submit", (event) => {
   event.preventDefault();
-  trace($("#trace-source").value, $("#trace-key").value.trim());
+  location.hash = `trace=${$("#trace-source").value}/${encodeURIComponent($("#trace-key").value.trim())}`;
 });
+window.addEventListener("hashchange", traceFromUrl);
 
 start();

@@ -315,6 +315,7 @@ def upgrade() -> None:
             unique=False,
             postgresql_include=[
                 "item_id",
+                "parent_id",
                 "state",
                 "target_kind",
                 "target_id",
@@ -326,7 +327,13 @@ def upgrade() -> None:
                 "time_spent",
             ],
         )
-        batch_op.create_index("ix_item_states_state", ["state", "bucket"], unique=False)
+        batch_op.create_index(
+            "ix_item_states_pending",
+            ["item_id"],
+            unique=False,
+            postgresql_where=sa.text("state IS NULL"),
+            sqlite_where=sa.text("state IS NULL"),
+        )
         batch_op.create_index(batch_op.f("ix_item_states_parent_id"), ["parent_id"], unique=False)
 
     op.create_table(
@@ -361,6 +368,13 @@ def upgrade() -> None:
         sa.UniqueConstraint("item_id", "target_kind", "target_id"),
     )
     op.create_table(
+        "matched_refs",
+        sa.Column("bet_id", sa.Integer(), nullable=False),
+        sa.Column("refs", sa.JSON(), nullable=False),
+        sa.ForeignKeyConstraint(["bet_id"], ["bets.id"], ondelete="CASCADE"),
+        sa.PrimaryKeyConstraint("bet_id"),
+    )
+    op.create_table(
         "snapshots",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("cycle_id", sa.Integer(), nullable=False),
@@ -377,6 +391,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("snapshots")
+    op.drop_table("matched_refs")
     op.drop_table("manual_links")
     with op.batch_alter_table("matches", schema=None) as batch_op:
         batch_op.drop_index("ix_matches_target")
@@ -384,7 +399,7 @@ def downgrade() -> None:
     op.drop_table("matches")
     with op.batch_alter_table("item_states", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_item_states_parent_id"))
-        batch_op.drop_index("ix_item_states_state")
+        batch_op.drop_index("ix_item_states_pending")
         batch_op.drop_index("ix_item_states_scope")
 
     op.drop_table("item_states")

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from collections.abc import Iterator
-from dataclasses import fields, replace
+from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import REFERENCE
+from golden import GOLDEN as GOLDEN_ROOT
+from golden import UPDATE, as_json, assert_golden
 
-from integrations.base import NormalisedItem, TrackerError
+from integrations.base import TrackerError
 from integrations.jira.mapping import (
     SYSTEM_FIELDS,
     UNKNOWN_UPDATED,
@@ -29,8 +29,7 @@ from integrations.jira.mapping import (
 )
 
 SAMPLES = REFERENCE / "jira" / "samples"
-GOLDEN = Path(__file__).parent / "golden" / "jira"
-UPDATE = os.environ.get("LADDER_UPDATE_GOLDEN") == "1"
+GOLDEN = GOLDEN_ROOT / "jira"
 LOGGER_KEYS = ("level", "message", "label")  # added by jira-to-matrix's logger, not by Jira
 
 csv.field_size_limit(2**31 - 1)
@@ -88,21 +87,6 @@ def reference_issues() -> Iterator[tuple[str, dict[str, Any], JiraFieldConfig]]:
 CASES = list(reference_issues())
 
 
-def as_json(item: NormalisedItem) -> dict[str, Any]:
-    """The item as the golden files store it: every field but `raw`, times in ISO form."""
-    out: dict[str, Any] = {}
-    for f in fields(item):
-        if f.name == "raw":
-            continue
-        value = getattr(item, f.name)
-        if isinstance(value, datetime):
-            value = value.isoformat()
-        elif isinstance(value, tuple):
-            value = list(value)
-        out[f.name] = value
-    return out
-
-
 def test_the_reference_holds_the_expected_payloads() -> None:
     names = [name for name, _, _ in CASES]
     assert len(names) == len(set(names))
@@ -116,11 +100,7 @@ def test_the_reference_holds_the_expected_payloads() -> None:
 @pytest.mark.parametrize(("name", "payload", "config"), CASES, ids=[c[0] for c in CASES])
 def test_golden(name: str, payload: dict[str, Any], config: JiraFieldConfig) -> None:
     actual = as_json(normalise(payload, config))
-    path = GOLDEN / f"{name}.json"
-    if UPDATE:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(actual, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    assert actual == json.loads(path.read_text(encoding="utf-8"))
+    assert_golden(GOLDEN, name, actual)
 
 
 def _by_name(name: str) -> tuple[dict[str, Any], JiraFieldConfig]:

@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from collections.abc import Iterator
-from dataclasses import fields
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import REFERENCE
+from golden import GOLDEN as GOLDEN_ROOT
+from golden import UPDATE, as_json, assert_golden
 
-from integrations.base import NormalisedItem
 from integrations.linear.mapping import (
     UnmappablePayload,
     is_truncated,
@@ -31,8 +29,7 @@ from integrations.linear.mapping import (
 )
 
 SAMPLES = REFERENCE / "linear" / "samples"
-GOLDEN = Path(__file__).parent / "golden" / "linear"
-UPDATE = os.environ.get("LADDER_UPDATE_GOLDEN") == "1"
+GOLDEN = GOLDEN_ROOT / "linear"
 
 
 def reference_payloads() -> Iterator[tuple[str, dict[str, Any]]]:
@@ -49,21 +46,6 @@ def reference_payloads() -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 CASES = list(reference_payloads())
-
-
-def as_json(item: NormalisedItem) -> dict[str, Any]:
-    """The item as the golden files store it: every field but `raw`, times in ISO form."""
-    out: dict[str, Any] = {}
-    for f in fields(item):
-        if f.name == "raw":
-            continue
-        value = getattr(item, f.name)
-        if isinstance(value, datetime):
-            value = value.isoformat()
-        elif isinstance(value, tuple):
-            value = list(value)
-        out[f.name] = value
-    return out
 
 
 def mapped(payload: dict[str, Any]) -> dict[str, Any]:
@@ -94,11 +76,7 @@ def test_the_reference_holds_the_expected_payloads() -> None:
 @pytest.mark.parametrize(("name", "payload"), CASES, ids=[c[0] for c in CASES])
 def test_golden(name: str, payload: dict[str, Any]) -> None:
     actual = mapped(payload)
-    path = GOLDEN / f"{name}.json"
-    if UPDATE:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(actual, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    assert actual == json.loads(path.read_text(encoding="utf-8"))
+    assert_golden(GOLDEN, name, actual)
 
 
 def _payload(name: str) -> dict[str, Any]:

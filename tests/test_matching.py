@@ -492,3 +492,34 @@ def test_an_okr_change_naming_thousands_of_keys_is_fine(org: Org, session: Sessi
     assert rematch_for_okr_change(session, keys, keys, RULES) == 0
     org.bet("k-1499")
     assert rematch_for_okr_change(session, keys, keys, RULES) == 1
+
+
+def test_two_transactions_rematching_one_item_take_turns(
+    org: Org, session: Session, sessions: Any
+) -> None:
+    import threading
+
+    org.item("PAY-1", type="epic", labels=["bet:search"])
+    org.item("PAY-2", parent="PAY-1")
+    session.commit()
+    epic = org.items["PAY-1"].id
+    failures: list[BaseException] = []
+    with sessions() as first:
+        rematch_items(first, [epic], RULES)  # not committed yet
+
+        def second() -> None:
+            try:
+                with sessions() as other, other.begin():
+                    rematch_items(other, [epic], RULES)
+            except BaseException as exc:
+                failures.append(exc)
+
+        thread = threading.Thread(target=second)
+        thread.start()
+        thread.join(timeout=0.5)
+        assert thread.is_alive()  # waiting for the first to commit
+        first.commit()
+    thread.join(timeout=30)
+    assert not thread.is_alive() and failures == []
+    session.expire_all()
+    assert snapshot(session)["PAY-2"][0] == "matched"

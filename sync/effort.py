@@ -19,7 +19,6 @@ from sqlalchemy import (
     ColumnElement,
     Float,
     Select,
-    Table,
     and_,
     case,
     cast,
@@ -32,7 +31,15 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from sync.errors import Invalid, NotFound
-from sync.models import Bet, BetKeyResult, Cycle, ItemMatch, ItemState, KeyResult, Objective
+from sync.models import (
+    MATCHES,
+    STATES,
+    Bet,
+    BetKeyResult,
+    Cycle,
+    KeyResult,
+    Objective,
+)
 
 Measure = Literal["points", "count", "time"]
 GroupBy = Literal["objective", "kr", "bet", "team"]
@@ -43,8 +50,6 @@ WORK_ITEM_TYPES = frozenset({"story", "task", "bug", "other"})
 # The `target_kind` of an item state that serves several targets: read its matches.
 SEVERAL = "*"
 
-STATES: Table = ItemState.__table__  # type: ignore[assignment]
-MATCHES: Table = ItemMatch.__table__  # type: ignore[assignment]
 
 _NO_GROUP_TITLES = {
     "objective": "Bets that serve no key result yet",

@@ -34,9 +34,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningInsert
 
 from integrations.base import NormalisedItem
-from sync.models import SyncSeen, TrackerItem, utcnow
+from sync.models import ITEMS, SyncSeen, utcnow
 
-ITEMS: Table = TrackerItem.__table__  # type: ignore[assignment]
 SEEN: Table = SyncSeen.__table__  # type: ignore[assignment]
 _INSERTED = [c for c in ITEMS.c if c.name != "id"]
 _JSON_COLUMNS = frozenset(c.name for c in _INSERTED if isinstance(c.type, JSON))

@@ -53,13 +53,13 @@ from sync.matchers import (
     normalise_ref,
 )
 from sync.models import (
+    ITEMS,
+    LINKS,
+    MATCHES,
+    STATES,
     Bet,
-    ItemMatch,
-    ItemState,
     KeyResult,
-    ManualLink,
     MatchedRefs,
-    TrackerItem,
     utcnow,
 )
 from sync.settle import (
@@ -71,10 +71,6 @@ from sync.settle import (
     write_states,
 )
 
-ITEMS: Table = TrackerItem.__table__  # type: ignore[assignment]
-STATES: Table = ItemState.__table__  # type: ignore[assignment]
-MATCHES: Table = ItemMatch.__table__  # type: ignore[assignment]
-LINKS: Table = ManualLink.__table__  # type: ignore[assignment]
 REFS: Table = MatchedRefs.__table__  # type: ignore[assignment]
 
 # Items per batch of a full re-match.

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Table,
     Text,
     UniqueConstraint,
     text,
@@ -479,3 +480,12 @@ class AppState(Base):
     key: Mapped[str] = mapped_column(String(100), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- Core table handles --------------------------------------------------------------------
+# The bulk SQL of matching, reports and sync works on tables rather than mapped objects.
+
+ITEMS: Table = TrackerItem.__table__  # type: ignore[assignment]
+STATES: Table = ItemState.__table__  # type: ignore[assignment]
+MATCHES: Table = ItemMatch.__table__  # type: ignore[assignment]
+LINKS: Table = ManualLink.__table__  # type: ignore[assignment]

@@ -15,7 +15,6 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Float,
-    Table,
     and_,
     case,
     cast,
@@ -30,11 +29,8 @@ from sqlalchemy.orm import Session
 from sync.effort import Measure, done_within, effort_of, in_scope, open_items
 from sync.errors import Invalid
 from sync.listing import ItemView, views
-from sync.models import ItemState, TrackerItem
+from sync.models import ITEMS, STATES, TrackerItem
 from sync.pagination import MAX_LIMIT, decode_cursor, encode_cursor
-
-STATES: Table = ItemState.__table__  # type: ignore[assignment]
-ITEMS: Table = TrackerItem.__table__  # type: ignore[assignment]
 
 Window = tuple[datetime, datetime]
 

@@ -46,12 +46,7 @@ from sqlalchemy.sql.selectable import CTE, Select
 from integrations.base import CONTAINER_TYPES
 from sync.effort import SEVERAL, WORK_ITEM_TYPES
 from sync.items import dialect_insert
-from sync.models import ItemMatch, ItemState, ManualLink, TrackerItem
-
-ITEMS: Table = TrackerItem.__table__  # type: ignore[assignment]
-STATES: Table = ItemState.__table__  # type: ignore[assignment]
-MATCHES: Table = ItemMatch.__table__  # type: ignore[assignment]
-LINKS: Table = ManualLink.__table__  # type: ignore[assignment]
+from sync.models import ITEMS, LINKS, MATCHES, STATES
 
 # Ids per IN list: far below both backends' bind parameter limits.
 BATCH_SIZE = 1000

@@ -10,6 +10,7 @@ to run given the `JobContext`.
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import threading
@@ -150,6 +151,7 @@ def run_worker(settings: Settings, sessions: sessionmaker[Session]) -> None:
     inbox = realtime.inbox_worker(settings, lambda: sessions, realtime.WORKER_PROCESS_POLL_SECONDS)
     scheduler.start()
     inbox.start()
+    gc.freeze()  # start-up's objects live as long as the process: not worth collecting
     log.info("worker started", extra={"jobs": [job.id for job in scheduler.get_jobs()]})
     stop.wait()
     log.info("worker stopping: waiting for running jobs")

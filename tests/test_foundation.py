@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -70,6 +72,13 @@ def test_health_and_metrics(client: TestClient) -> None:
     text = client.get("/metrics").text
     assert 'route="/api/objectives/{key}",status="401"' in text  # a template, not the key
     assert 'route="unmatched",status="404"' in text
+
+
+def test_start_up_objects_are_kept_out_of_garbage_collection(settings: Settings) -> None:
+    # Collecting them again and again would stall every request for a full collection.
+    with TestClient(create_app(settings)):
+        assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0
 
 
 def test_health_reports_an_unreachable_database(tmp_path, settings: Settings) -> None:

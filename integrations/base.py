@@ -147,6 +147,10 @@ class TrackerAdapter(Protocol):
         """Replace the text of a comment posted earlier on item `external_id`."""
         ...
 
+    def find_comment(self, external_id: str, marker: str) -> str | None:
+        """The id of a comment on item `external_id` whose text holds `marker`, if any."""
+        ...
+
     def check(self) -> dict[str, Any]:
         """Reach the tracker with the configured credentials; describe what answered."""
         ...

@@ -5,9 +5,11 @@ them, claims a `comments_sent` row per chosen item *before* calling the tracker,
 any transaction and records the outcome. The row's unique (item, kind) key is what makes a
 comment happen at most once, whatever the number of replicas or concurrent runs. A failed
 post leaves the row `failed` and is retried with backoff, so a tracker outage delays the
-comment without ever doubling it. A process that dies between claiming and posting leaves a
-`pending` row that is never retried: Ladder cannot know whether the tracker got the comment,
-and a missing comment is the lesser harm than a second one.
+comment without ever doubling it. A claim is a lease: a process that dies between claiming
+and recording leaves a `pending` row that a later run takes over once the lease is out. A
+failed or abandoned post may have reached the tracker all the same (a timeout after Jira
+stored it, a kill just after), so before posting again the job asks the tracker for a
+comment carrying the item's trace link and records that one if it is there.
 
 Never commented: done, canceled or deleted items; items that appeared before comments were
 switched on (the moment is stored the first time the job runs in that mode); items in projects
@@ -21,10 +23,21 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import quote
 
-from sqlalchemy import ColumnElement, Table, and_, delete, exists, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    Table,
+    and_,
+    delete,
+    exists,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 from integrations.base import TrackerAdapter
@@ -73,6 +86,9 @@ class CommentPolicy:
     non_okr_label: str | None = "ktlo"
     retry_seconds: float = 60.0
     max_attempts: int = 10
+    # Outlasts the slowest tracker call (with its own retries): a claim older than this
+    # belongs to a process that died.
+    lease_seconds: float = 600.0
 
     @property
     def kind(self) -> str:
@@ -87,6 +103,10 @@ class CommentPolicy:
     def delay(self, attempts: int) -> timedelta:
         """Backoff before the next try after `attempts` failed ones (capped at a day)."""
         return timedelta(seconds=min(self.retry_seconds * 2 ** max(attempts - 1, 0), 86_400))
+
+    def lease_end(self, now: datetime) -> datetime:
+        """When a claim taken `now` and still unsettled is taken to be abandoned."""
+        return now + timedelta(seconds=self.lease_seconds)
 
 
 @dataclass(frozen=True)
@@ -115,6 +135,7 @@ class CommentReport:
     """What one run of the job did."""
 
     posted: int = 0
+    found: int = 0  # posted by an earlier attempt after all: recorded, not posted again
     dry_run: int = 0
     updated: int = 0
     failed: int = 0
@@ -220,14 +241,14 @@ def run(
     *,
     now: datetime | None = None,
 ) -> CommentReport:
-    """One round: retry failed posts, comment on newly chosen orphans, update linked ones."""
+    """One round: finish unfinished posts, comment on newly chosen orphans, update linked ones."""
     if policy.mode == "off":
         return CommentReport()
     job = _Round(sessions, adapters, policy, now or utcnow())
     with transaction(sessions) as session:
         enabled_at = enabled_since(session, policy.mode, job.now)
     if policy.mode == "on":
-        job.retry_failed()
+        job.finish_unfinished()
     job.comment_new(enabled_at)
     if policy.mode == "on" and policy.update_on_link:
         job.update_linked()
@@ -285,43 +306,53 @@ class _Round:
             elif self._claim(candidate.item_id, text, "pending"):
                 self._post(candidate.item_id, candidate.source, candidate.external_id, text, 1)
 
-    def retry_failed(self) -> None:
-        """Post the comments whose earlier attempt failed, if their item still needs one."""
+    def finish_unfinished(self) -> None:
+        """Settle the comments an earlier attempt left unfinished: failed posts once their
+        backoff is over, and claims still `pending` once their lease is out."""
         with transaction(self.sessions) as session:
             due = session.execute(
                 select(
                     SENT.c.id,
-                    SENT.c.item_id,
+                    SENT.c.status,
                     SENT.c.attempts,
+                    SENT.c.item_id,
                     SENT.c.text,
                     TrackerItem.source,
                     TrackerItem.external_id,
+                    TrackerItem.key,
                     _still_orphan().label("still_orphan"),
                 )
                 .join(TrackerItem, TrackerItem.id == SENT.c.item_id)
                 .outerjoin(ItemState, ItemState.item_id == SENT.c.item_id)
                 .where(
                     SENT.c.kind == ORPHAN,
-                    SENT.c.status == "failed",
+                    SENT.c.status.in_(("failed", "pending")),
                     SENT.c.next_attempt_at <= self.now,
                     SENT.c.attempts < self.policy.max_attempts,
                 )
             ).all()
         for row in due:
+            if self._take(row, "pending"):
+                self._finish(row)
+
+    def _finish(self, row: Row[Any]) -> None:
+        """Record the comment if an earlier attempt posted it after all; otherwise post it,
+        or drop the claim when the item no longer needs a comment."""
+        attempts = row.attempts + 1
+        marker = trace_url(self.policy.base_url, row.source, row.key)
+        try:
+            found = self._adapter(row.source).find_comment(row.external_id, marker)
+        except Exception as exc:  # any failure is recorded and retried later
+            self._record(SENT.c.id == row.id, status="failed", **self._failure(exc, attempts))
+            return
+        if found is not None:
+            self._record(SENT.c.id == row.id, **self._posted(found))
+            self.report.found += 1
+        elif row.still_orphan:
+            self._post(row.item_id, row.source, row.external_id, row.text, attempts)
+        else:
             with transaction(self.sessions) as session:
-                if not row.still_orphan:
-                    # Nothing was ever posted: drop the claim, the item no longer needs it.
-                    session.execute(
-                        delete(SENT).where(SENT.c.id == row.id, SENT.c.status == "failed")
-                    )
-                    continue
-                taken = session.execute(
-                    update(SENT)
-                    .where(SENT.c.id == row.id, SENT.c.status == "failed")
-                    .values(status="pending", attempts=SENT.c.attempts + 1)
-                ).rowcount
-            if taken:
-                self._post(row.item_id, row.source, row.external_id, row.text, row.attempts + 1)
+                session.execute(delete(SENT).where(SENT.c.id == row.id))
 
     def update_linked(self) -> None:
         """Rewrite the comment of each told item that now serves a bet or KR (or non-OKR)."""
@@ -329,6 +360,7 @@ class _Round:
             rows = session.execute(
                 select(
                     SENT.c.id,
+                    SENT.c.status,
                     SENT.c.item_id,
                     SENT.c.attempts,
                     SENT.c.tracker_comment_id,
@@ -341,21 +373,21 @@ class _Round:
                 .join(ItemState, ItemState.item_id == SENT.c.item_id)
                 .where(
                     SENT.c.kind == ORPHAN,
-                    SENT.c.status == "posted",
                     SENT.c.tracker_comment_id.is_not(None),
                     ItemState.state.in_(RESOLVED_STATES),
-                    or_(SENT.c.next_attempt_at.is_(None), SENT.c.next_attempt_at <= self.now),
+                    or_(
+                        and_(SENT.c.status == "posted", SENT.c.next_attempt_at.is_(None)),
+                        # after a failed update, or an abandoned one (an edit is idempotent)
+                        and_(
+                            SENT.c.status.in_(("posted", "updating")),
+                            SENT.c.next_attempt_at <= self.now,
+                        ),
+                    ),
                 )
             ).all()
             targets = _target_names(session, [row.item_id for row in rows])
         for row in rows:
-            with transaction(self.sessions) as session:
-                taken = session.execute(
-                    update(SENT)
-                    .where(SENT.c.id == row.id, SENT.c.status == "posted")
-                    .values(status="updating")
-                ).rowcount
-            if not taken:
+            if not self._take(row, "updating"):
                 continue
             text = linked_text(row.key, targets.get(row.item_id, []), row.state == "non_okr")
             try:
@@ -363,12 +395,11 @@ class _Round:
                     row.external_id, row.tracker_comment_id, text
                 )
             except Exception as exc:  # any failure is recorded and retried later
-                attempts = row.attempts + 1
-                failure = self._failure(exc, attempts)
-                self._record(SENT.c.id == row.id, status="posted", attempts=attempts, **failure)
+                failure = self._failure(exc, row.attempts + 1)
+                self._record(SENT.c.id == row.id, status="posted", **failure)
             else:
-                done = {"text": text, "updated_at": utcnow(), "last_error": None}
-                self._record(SENT.c.id == row.id, status="updated", **done)
+                done = {"text": text, "updated_at": utcnow(), "next_attempt_at": None}
+                self._record(SENT.c.id == row.id, status="updated", last_error=None, **done)
                 self.report.updated += 1
 
     def _claim(self, item_id: int, text: str, status: str) -> bool:
@@ -383,6 +414,7 @@ class _Round:
                     text=text,
                     attempts=1,
                     created_at=self.now,
+                    next_attempt_at=self.policy.lease_end(self.now),
                 )
                 .on_conflict_do_nothing(index_elements=[SENT.c.item_id, SENT.c.kind])
                 .returning(SENT.c.id)
@@ -397,14 +429,38 @@ class _Round:
         except Exception as exc:  # any failure is recorded and retried later
             self._record(*row, status="failed", **self._failure(exc, attempts))
             return
-        self._record(
-            *row,
-            status="posted",
-            tracker_comment_id=comment_id,
-            posted_at=utcnow(),
-            last_error=None,
-        )
+        self._record(*row, **self._posted(comment_id))
         self.report.posted += 1
+
+    def _take(self, row: Row[Any], status: str) -> bool:
+        """Take over a row as read, leased to this run; False when another run was quicker
+        (every take counts an attempt, so the attempts tell who was)."""
+        with transaction(self.sessions) as session:
+            return bool(
+                session.execute(
+                    update(SENT)
+                    .where(
+                        SENT.c.id == row.id,
+                        SENT.c.status == row.status,
+                        SENT.c.attempts == row.attempts,
+                    )
+                    .values(
+                        status=status,
+                        attempts=row.attempts + 1,
+                        next_attempt_at=self.policy.lease_end(self.now),
+                    )
+                ).rowcount
+            )
+
+    @staticmethod
+    def _posted(comment_id: str) -> dict[str, object]:
+        return {
+            "status": "posted",
+            "tracker_comment_id": comment_id,
+            "posted_at": utcnow(),
+            "next_attempt_at": None,
+            "last_error": None,
+        }
 
     def _adapter(self, source: str) -> TrackerAdapter:
         adapter = self.adapters.get(source)

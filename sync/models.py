@@ -454,7 +454,9 @@ class CommentSent(Base):
     """A comment Ladder placed (or is placing) on a tracker item; one per item and kind.
 
     The row is claimed before the tracker is called, so two replicas never both post.
-    `status`: pending → posted → updated, or failed (retried after `next_attempt_at`).
+    `status`: pending → posted → (updating →) updated, or failed (retried after
+    `next_attempt_at`). While pending or updating, `next_attempt_at` is the end of the
+    claim's lease: past it, the claiming process is taken to have died.
     """
 
     __tablename__ = "comments_sent"

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -168,6 +173,36 @@ def stored(sessions: sessionmaker[Session]) -> list[WebhookEvent]:
     """Every inbox event, oldest first."""
     with sessions() as session:
         return list(session.scalars(select(WebhookEvent).order_by(WebhookEvent.id)))
+
+
+# A `ladder` command, as arguments to the Python interpreter.
+LADDER = ("-c", "from service.cli import app; app()")
+
+
+@contextmanager
+def killed_at_exit(env: dict[str, str], cwd: Path, *arguments: str) -> Iterator[None]:
+    """The Python interpreter with `arguments` in a process of its own, SIGKILLed when the
+    block ends: the way a process dies without a chance to tidy up."""
+    process = subprocess.Popen(
+        [sys.executable, *arguments],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    """Return once `condition()` holds; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
 
 
 def settled(sessions: sessionmaker[Session], timeout: float = 20.0) -> list[WebhookEvent]:

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -17,9 +14,12 @@ import httpx
 import pytest
 from realtime_support import (
     JIRA_SECRET,
+    LADDER,
     ServedJira,
     jira_fixture,  # noqa: F401 — provides `jira`
     jira_headers,
+    killed_at_exit,
+    wait_for,
 )
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -276,7 +276,7 @@ def test_with_the_worker_off_in_serve_ladder_worker_processes_the_events(
         event_id = response.json()["id"]
         time.sleep(1)
         assert event(sessions, event_id).status == "received"  # serve only stores it
-        with ladder(env, tmp_path, "worker"):
+        with killed_at_exit(env, tmp_path, *LADDER, "worker"):
             wait_for(lambda: event(sessions, event_id).status == "processed")
     assert item(sessions, issue_id) is not None
 
@@ -286,26 +286,9 @@ def ladder_serve(env: dict[str, str], cwd: Path) -> Iterator[str]:
     """`ladder serve` in a process of its own, SIGKILLed when the block ends."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    with ladder(env, cwd, "serve", "--port", str(port)):
+    with killed_at_exit(env, cwd, *LADDER, "serve", "--port", str(port)):
         wait_for(lambda: _answers(url), timeout=30)
         yield url
-
-
-@contextmanager
-def ladder(env: dict[str, str], cwd: Path, *arguments: str) -> Iterator[None]:
-    """A `ladder` command in a process of its own, SIGKILLed when the block ends."""
-    process = subprocess.Popen(
-        [sys.executable, "-c", "from service.cli import app; app()", *arguments],
-        env=env,
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        yield
-    finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=10)
 
 
 def _answers(url: str) -> bool:
@@ -313,10 +296,3 @@ def _answers(url: str) -> bool:
         return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)

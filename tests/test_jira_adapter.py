@@ -240,6 +240,17 @@ def test_comments_are_posted_as_plain_text_and_updated(site: Site) -> None:
     assert "/rest/api/2/issue/" + issue + "/comment" in site.sandbox.requests_by_path
 
 
+def test_a_comment_is_found_by_its_marker_across_pages(site: Site) -> None:
+    adapter = site.adapter()
+    issue = site.sandbox.issues()[4].id
+    for number in range(130):  # the adapter reads 100 a page
+        site.sandbox.store.add_comment(issue, f"comment {number}")
+    posted = adapter.post_comment(str(issue), "Ladder: trace at https://ladder.test/x/trace")
+    assert adapter.find_comment(str(issue), "https://ladder.test/x/trace") == posted
+    assert adapter.find_comment(str(issue), "https://ladder.test/y/trace") is None
+    assert site.sandbox.requests_by_path[f"/rest/api/2/issue/{issue}/comment"] == 1 + 2 + 2
+
+
 def test_check_describes_what_answered(site: Site) -> None:
     described = site.adapter().check()
     assert described["deployment"] == ("Cloud" if site.cloud else "Server")

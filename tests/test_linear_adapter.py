@@ -178,6 +178,16 @@ def test_comments_are_posted_and_updated(sandbox: LinearSandbox, connect: Adapte
         adapter.post_comment("00000000-0000-4000-8000-000000000000", "hello")
 
 
+def test_a_comment_is_found_by_its_marker(sandbox: LinearSandbox, connect: AdapterFactory) -> None:
+    adapter = connect()
+    issue, other = live_issue(sandbox), live_issue(sandbox, 1)
+    sandbox.store.add_comment(issue, "a person's comment")
+    posted = adapter.post_comment(issue, "Ladder: trace at https://ladder.test/x/trace")
+    sandbox.store.add_comment(other, "Ladder: trace at https://ladder.test/x/trace")
+    assert adapter.find_comment(issue, "https://ladder.test/x/trace") == posted
+    assert adapter.find_comment(issue, "https://ladder.test/y/trace") is None
+
+
 def test_a_comment_that_timed_out_is_not_posted_twice(
     sandbox: LinearSandbox, connect: AdapterFactory
 ) -> None:

@@ -30,7 +30,7 @@ def schema() -> GraphQLSchema:
 
 def test_every_file_is_one_named_operation() -> None:
     files = {path.stem for path in QUERIES.glob("*.graphql")} - {"fragments"}
-    assert len(documents()) == len(files) == 9
+    assert len(documents()) == len(files) == 10
     assert {d.name for d in documents().values() if d.mutates} == {
         "CommentCreate",
         "CommentUpdate",

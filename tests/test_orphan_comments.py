@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -15,9 +17,11 @@ from realtime_support import (
     ServedLinear,
     jira_fixture,  # noqa: F401 — provides `jira`
     jira_headers,
+    killed_at_exit,
     linear_fixture,  # noqa: F401 — provides `linear`
     linear_headers,
     settled,
+    wait_for,
 )
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -241,29 +245,88 @@ def test_two_replicas_at_once_post_one_comment(
     assert [row.status for row in sent(sessions)] == ["posted"]
 
 
+@pytest.mark.parametrize(
+    ("fault", "jira_stored_it"),
+    [("server_error", False), ("truncated", True)],  # truncated: stored, answer cut short
+)
 @pytest.mark.usefixtures("bet")
-def test_a_failing_tracker_is_retried_later_and_still_one_comment(
-    sessions: sessionmaker[Session], jira: ServedJira
+def test_a_failed_post_is_retried_after_its_backoff_and_still_one_comment(
+    fault: str, jira_stored_it: bool, sessions: sessionmaker[Session], jira: ServedJira
 ) -> None:
     adapters = {"jira": jira.adapter()}
     policy = switch_on(sessions, adapters, retry_seconds=120)
     issue_id = jira.sandbox.create("PAY")
     land(sessions, jira, issue_id)
-    jira.sandbox.faults.inject("server_error", 1, path="/comment")
+    jira.sandbox.faults.inject(fault, 1, path="/comment")  # type: ignore[arg-type]
     moment = after_grace(policy)
     report = comments.run(sessions, adapters, policy, now=moment)
     assert (report.posted, report.failed) == (0, 1)
     (row,) = sent(sessions)
-    assert row.status == "failed" and "500" in (row.last_error or "")
-    assert jira.sandbox.comments(issue_id) == []
-    # Not before the backoff is over; then exactly once.
+    assert row.status == "failed" and row.last_error
+    assert len(jira.sandbox.comments(issue_id)) == jira_stored_it
+    # Not before the backoff is over; then exactly once, found on the ticket if it got there.
     assert comments.run(sessions, adapters, policy, now=moment + timedelta(seconds=60)).posted == 0
     later = moment + timedelta(seconds=121)
-    assert comments.run(sessions, adapters, policy, now=later).posted == 1
+    report = comments.run(sessions, adapters, policy, now=later)
+    assert (report.posted, report.found) == ((0, 1) if jira_stored_it else (1, 0))
     assert comments.run(sessions, adapters, policy, now=later).posted == 0
-    assert len(jira.sandbox.comments(issue_id)) == 1
+    (comment,) = jira.sandbox.comments(issue_id)
     (row,) = sent(sessions)
-    assert (row.status, row.attempts) == ("posted", 2)
+    assert (row.status, row.attempts, row.tracker_comment_id) == ("posted", 2, str(comment["id"]))
+
+
+# Runs one round of the comment job in a process of its own, the way a replica would.
+COMMENT_ROUND = """
+from service.settings import load_settings
+from service.trackers import build_adapters
+from sync import comments
+from sync.db import make_engine, session_factory
+settings = load_settings()
+sessions = session_factory(make_engine(settings.database_url))
+comments.run(sessions, build_adapters(settings), comments.CommentPolicy(mode="on", grace_seconds=0))
+"""
+
+
+@pytest.mark.parametrize("landed", [True, False], ids=["post-landed", "post-lost"])
+@pytest.mark.usefixtures("bet")
+def test_a_round_killed_mid_post_is_finished_once_its_claim_runs_out(
+    landed: bool,
+    database_url: str,
+    sessions: sessionmaker[Session],
+    jira: ServedJira,
+    tmp_path: Path,
+) -> None:
+    adapters = {"jira": jira.adapter()}
+    policy = switch_on(sessions, adapters, grace_seconds=0)
+    issue_id = jira.sandbox.create("PAY")
+    land(sessions, jira, issue_id)
+    if landed:
+        jira.sandbox.faults.latency = 1.0  # Jira stores the comment after the process died
+    else:
+        jira.sandbox.faults.hang_seconds = 3
+        jira.sandbox.faults.inject("timeout", 1, path="/comment")  # Jira never stores it
+    env = os.environ | {
+        "LADDER_DATABASE_URL": database_url,
+        "LADDER_JIRA_URL": jira.url,
+        "LADDER_JIRA_EMAIL": jira.sandbox.email,
+        "LADDER_JIRA_API_TOKEN": jira.sandbox.api_token,
+    }
+    comment_path = f"/rest/api/2/issue/{issue_id}/comment"
+    with killed_at_exit(env, tmp_path, "-c", COMMENT_ROUND):
+        wait_for(lambda: jira.sandbox.requests_by_path[comment_path] == 1)
+    jira.sandbox.faults.clear()
+    if landed:
+        wait_for(lambda: len(jira.sandbox.comments(issue_id)) == 1)
+    (row,) = sent(sessions)
+    assert row.status == "pending"
+
+    within_lease = comments.run(sessions, adapters, policy)
+    assert (within_lease.found, within_lease.posted) == (0, 0)
+    report = comments.run(sessions, adapters, policy, now=policy.lease_end(utcnow()))
+    assert (report.found, report.posted) == ((1, 0) if landed else (0, 1))
+    (comment,) = jira.sandbox.comments(issue_id)
+    (row,) = sent(sessions)
+    assert (row.status, row.tracker_comment_id) == ("posted", str(comment["id"]))
 
 
 @pytest.mark.usefixtures("bet")

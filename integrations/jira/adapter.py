@@ -246,6 +246,20 @@ class JiraAdapter:
         path = f"/rest/api/2/issue/{external_id}/comment/{comment_id}"
         self.http.json(Tally(), "PUT", path, body={"body": text})
 
+    def find_comment(self, external_id: str, marker: str) -> str | None:
+        """The id of a comment on the issue whose text holds `marker`, paging through all."""
+        start = 0
+        while True:
+            path = f"/rest/api/2/issue/{external_id}/comment?startAt={start}&maxResults=100"
+            page = self._get(Tally(), path)
+            comments = page.get("comments") or []
+            for comment in comments:
+                if marker in str(comment.get("body") or ""):
+                    return str(comment["id"])
+            start += len(comments)
+            if not comments or start >= int(page.get("total") or 0):
+                return None
+
     # --- webhooks (pure: no request to Jira) -----------------------------------------------
 
     def verify_webhook(self, headers: Mapping[str, str], raw_body: bytes) -> None:

@@ -142,6 +142,13 @@ class LinearAdapter:
         data = self.client.execute(document("CommentUpdate"), {"id": comment_id, "body": text}).data
         _comment_id(data["commentUpdate"], f"updating comment {comment_id} on {external_id}")
 
+    def find_comment(self, external_id: str, marker: str) -> str | None:
+        """The id of a comment on the issue whose body holds `marker` (Linear filters)."""
+        variables = {"id": external_id, "marker": marker}
+        data = self.client.execute(document("IssueComments"), variables).data
+        found = data["issue"]["comments"]["nodes"]
+        return str(found[0]["id"]) if found else None
+
     # --- webhooks (pure: no request to Linear) ---------------------------------------------
 
     def verify_webhook(self, headers: Mapping[str, str], raw_body: bytes) -> None:

@@ -186,6 +186,9 @@ class JiraSandbox:
             self.requests_total += 1
             self.requests_by_path[request.url.path] += 1
             if self.faults.latency:
+                # The whole request has arrived before Jira spends its time on it: a client
+                # that gives up meanwhile does not stop the work (a comment is still posted).
+                await request.body()
                 await asyncio.sleep(self.faults.latency)
             version = request.path_params.get("version")
             if version not in ("2", "3", "latest") or (version == "3" and self.flavour != "cloud"):
@@ -353,7 +356,10 @@ class JiraSandbox:
             if issue is None:
                 return _no_issue()
             if request.method == "GET":
-                return json_response(render.comment_page(issue))
+                params = request.query_params
+                start = _integer(params.get("startAt"), 0)
+                size = min(_integer(params.get("maxResults"), 100), 5000)
+                return json_response(render.comment_page(issue, start, size))
         text = _comment_text(await _json_body(request), render.api)
         if text is None:
             return jira_error(400, errors={"comment": "Comment body is not valid!"})

@@ -296,13 +296,18 @@ class Renderer:
             "jsdPublic": True,
         }
 
-    def comment_page(self, issue: SandboxIssue) -> dict[str, Any]:
-        comments = [self.comment(issue.id, c) for c in self.store.comments.get(issue.id, ())]
+    def comment_page(
+        self, issue: SandboxIssue, start: int = 0, size: int | None = None
+    ) -> dict[str, Any]:
+        """A page of comments, oldest first, by offset: all of them in an issue's `comment`
+        field, as Jira embeds them there."""
+        posted = self.store.comments.get(issue.id, [])
+        size = len(posted) if size is None else size
         return {
-            "comments": comments,
-            "maxResults": len(comments),
-            "total": len(comments),
-            "startAt": 0,
+            "comments": [self.comment(issue.id, c) for c in posted[start : start + size]],
+            "maxResults": size,
+            "total": len(posted),
+            "startAt": start,
         }
 
     # --- site metadata ----------------------------------------------------------------------

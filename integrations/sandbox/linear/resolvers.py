@@ -89,6 +89,10 @@ def _initiative_projects(store: LinearStore, initiative: Record) -> list[Record]
     return [p for p in store.projects.values() if initiative["id"] in p["initiativeIds"]]
 
 
+def _issue_comments(store: LinearStore, issue: Record) -> list[Record]:
+    return [c for c in store.comments.values() if c["issueId"] == issue["id"]]
+
+
 def _comment_issue(store: LinearStore, comment: Record) -> Record | None:
     return store.issues.get(comment["issueId"])
 
@@ -103,6 +107,7 @@ RELATIONS: dict[tuple[str, str], tuple[str, Callable[[LinearStore, Record], Any]
     ("Issue", "assignee"): ("User", _one("users", "assigneeId")),
     ("Issue", "labels"): ("IssueLabel", _many("labels", "labelIds")),
     ("Issue", "attachments"): ("Attachment", lambda store, issue: issue["attachments"]),
+    ("Issue", "comments"): ("Comment", _issue_comments),
     ("Project", "teams"): ("Team", _many("teams", "teamIds")),
     ("Project", "accessibleTeams"): ("Team", _many("teams", "teamIds")),
     ("Project", "initiatives"): ("Initiative", _many("initiatives", "initiativeIds")),
@@ -419,8 +424,13 @@ def field_resolver(source: Any, info: GraphQLResolveInfo, **args: Any) -> Any:
     if key in ROOT_RESOLVERS:
         return ROOT_RESOLVERS[key](source, info, **args)
     if key in RELATIONS and isinstance(source, dict):
-        related = RELATIONS[key][1](info.context.store, source)
-        return list_connection(related, args) if isinstance(related, list) else related
+        target, follow = RELATIONS[key]
+        related = follow(info.context.store, source)
+        if not isinstance(related, list):
+            return related
+        if filter_ := args.get("filter"):
+            related = [r for r in related if matches(info.context.store, target, r, filter_)]
+        return list_connection(related, args)
     if info.parent_type.name == "Project" and info.field_name == "state":
         return source["statusType"]  # the deprecated string form of the status
     return default_field_resolver(source, info, **args)

@@ -154,3 +154,7 @@ class TrackerAdapter(Protocol):
     def check(self) -> dict[str, Any]:
         """Reach the tracker with the configured credentials; describe what answered."""
         ...
+
+    def close(self) -> None:
+        """Release the HTTP connections; whoever built the adapter closes it when done."""
+        ...

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from integrations.base import TrackerAdapter
 from service.scheduler import run_worker
 from service.settings import Settings
-from service.trackers import build_adapters, match_rules
+from service.trackers import build_adapters, close_adapters, match_rules
 from sync.db import SchemaOutdated, check_schema, make_engine, session_factory
 from sync.engine import Mode, SyncAlreadyRunning, SyncProgress, SyncRunSummary, run_sync
 
@@ -34,6 +34,21 @@ def sync_sources(settings: Settings, mode: Mode, source: str | None, console: Co
         console.print(f"[red]{exc}[/red]")
         return 1
     adapters = build_adapters(settings)
+    try:
+        return _sync_adapters(session_factory(engine), adapters, mode, source, settings, console)
+    finally:
+        close_adapters(adapters.values())  # those not asked for too
+        engine.dispose()
+
+
+def _sync_adapters(
+    sessions: sessionmaker[Session],
+    adapters: dict[str, TrackerAdapter],
+    mode: Mode,
+    source: str | None,
+    settings: Settings,
+    console: Console,
+) -> int:
     if not adapters:
         console.print(f"[red]{NO_TRACKER}[/red]")
         return 2
@@ -45,7 +60,6 @@ def sync_sources(settings: Settings, mode: Mode, source: str | None, console: Co
         adapters = {source: adapters[source]}
     # The progress bar and the summary tell how each run went; keep only errors in the logs.
     logging.getLogger("ladder.sync").setLevel(logging.ERROR)
-    sessions = session_factory(engine)
     summaries: list[SyncRunSummary] = []
     exit_code = 0
     for name, adapter in adapters.items():
@@ -63,7 +77,6 @@ def sync_sources(settings: Settings, mode: Mode, source: str | None, console: Co
     for run in summaries:
         if run.error:
             console.print(f"[red]{run.source} {run.mode} sync failed: {run.error}[/red]")
-    engine.dispose()
     return exit_code
 
 

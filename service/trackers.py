@@ -1,10 +1,14 @@
 """The trackers configured in the settings, as adapters, and the matching rules.
 
 The one place where settings turn into the objects the sync engine and the jobs work with;
-sync/ itself never reads the settings.
+sync/ itself never reads the settings. Adapters hold HTTP connections: whoever builds them
+closes them (`close_adapters`) once done.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
+from contextlib import ExitStack
 
 from integrations.base import TrackerAdapter
 from integrations.jira.adapter import JiraAdapter
@@ -39,6 +43,13 @@ def build_adapters(settings: Settings) -> dict[str, TrackerAdapter]:
             webhook_secret=settings.linear_webhook_secret,
         )
     return adapters
+
+
+def close_adapters(adapters: Iterable[TrackerAdapter]) -> None:
+    """Close the HTTP connections of `adapters`, every one even if closing another fails."""
+    with ExitStack() as stack:
+        for adapter in adapters:
+            stack.callback(adapter.close)
 
 
 def match_rules(settings: Settings) -> MatchRules:

@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
-from typing import Literal, get_args
+from typing import Literal, Protocol, get_args, runtime_checkable
 
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -115,6 +115,23 @@ class SyncRunSummary:
 
 class _Unmapped(Exception):
     """Some raw items could not be normalised; the others were stored."""
+
+
+@runtime_checkable
+class MetersListings(Protocol):
+    """An adapter that counts the HTTP requests of its own listings (`partitions`,
+    `iter_pages`, `iter_ids`), retries included, as the Jira adapter does.
+
+    Pages report what they cost, but some requests reach no page a run stores: planning the
+    partitions when that fails, the attempts of a listing that fails, the pages of other
+    partitions dropped when a run stops. A run of such an adapter is measured by the growth
+    of its count instead, which also leaves out what the adapter did before the run.
+    """
+
+    @property
+    def listing_requests(self) -> int:
+        """The requests made so far by the adapter's listings."""
+        ...
 
 
 def run_sync(
@@ -209,7 +226,9 @@ class StartedRun:
         self._lock = lock
         self._seen = 0
         self._upserted = 0
-        self._requests = 0
+        self._paged_requests = 0  # what the pages reported
+        self._meter: MetersListings | None = None
+        self._metered_from = 0
         self._clock = time.monotonic()
 
     def execute(
@@ -224,6 +243,8 @@ class StartedRun:
     ) -> SyncRunSummary:
         """Do the run, record how it ended, release the lock, and return the summary."""
         rules = rules or MatchRules()
+        if isinstance(adapter, MetersListings):
+            self._meter, self._metered_from = adapter, adapter.listing_requests
         with self._lock:
             try:
                 deleted = self._work(adapter, concurrency, overlap, rules, progress)
@@ -292,7 +313,7 @@ class StartedRun:
         unmapped: list[str] = []
         try:
             for page in pages:
-                self._requests += page.requests
+                self._paged_requests += page.requests
                 self._seen += len(page.items)
                 for raw in page.items:
                     try:
@@ -338,7 +359,7 @@ class StartedRun:
         progress: Callable[[SyncProgress], None] | None,
     ) -> int:
         for id_page in adapter.iter_ids():
-            self._requests += id_page.requests
+            self._paged_requests += id_page.requests
             self._seen += len(id_page.ids)
             with transaction(self.sessions) as session:
                 record_seen(session, self.run_id, id_page.ids)
@@ -353,6 +374,13 @@ class StartedRun:
             return len(deleted)
 
     # --- bookkeeping -----------------------------------------------------------------------
+
+    @property
+    def _requests(self) -> int:
+        """The HTTP requests the run has made so far (see `MetersListings`)."""
+        if self._meter is None:
+            return self._paged_requests
+        return self._meter.listing_requests - self._metered_from
 
     def _save_counters(self, session: Session) -> None:
         session.execute(

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
+import psutil
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from integrations.base import TrackerAdapter
 from integrations.sandbox.jira.app import JiraSandbox
 from integrations.sandbox.server import serve_in_thread
+from service.api import sync as sync_api
 from service.app import create_app
 from service.settings import Settings
 from sync.db import transaction
@@ -28,18 +33,23 @@ def sandbox() -> Iterator[tuple[JiraSandbox, str]]:
         yield sandbox, url
 
 
-@pytest.fixture
-def jira_client(database_url: str, sandbox: tuple[JiraSandbox, str]) -> Iterator[TestClient]:
+def jira_settings(database_url: str, sandbox: tuple[JiraSandbox, str], **extra: Any) -> Settings:
+    """Settings for the sandbox Jira, without the scheduler."""
     site, url = sandbox
-    settings = Settings(
+    return Settings(
         database_url=database_url,
         scheduler=False,
         jira_url=url,
         jira_email=site.email,
         jira_api_token=site.api_token,
         _env_file=None,
+        **extra,
     )
-    with TestClient(create_app(settings)) as client:
+
+
+@pytest.fixture
+def jira_client(database_url: str, sandbox: tuple[JiraSandbox, str]) -> Iterator[TestClient]:
+    with TestClient(create_app(jira_settings(database_url, sandbox))) as client:
         yield client
 
 
@@ -111,6 +121,67 @@ def test_a_bad_request_is_refused_with_the_reason(
     answer = jira_client.post("/api/sync", json=body, headers=headers[Role.admin])
     assert answer.status_code == 422
     assert message in str(answer.json())
+
+
+def _closes_counted(monkeypatch: pytest.MonkeyPatch) -> list[Counter[str]]:
+    """How often each adapter the sync API builds gets closed: one counter per request."""
+    closes: list[Counter[str]] = []
+    build = sync_api.build_adapters
+
+    def counted(settings: Settings) -> dict[str, TrackerAdapter]:
+        adapters = build(settings)
+        closed: Counter[str] = Counter()
+        for name, adapter in adapters.items():
+            close = adapter.close  # type: ignore[attr-defined]
+
+            def counting(name: str = name, close: Any = close) -> None:
+                closed[name] += 1
+                close()
+
+            monkeypatch.setattr(adapter, "close", counting)
+        closes.append(closed)
+        return adapters
+
+    monkeypatch.setattr(sync_api, "build_adapters", counted)
+    return closes
+
+
+def _sockets_to(url: str) -> int:
+    """The sockets to `url`'s port this process still holds (open or closed by the server)."""
+    port = urlsplit(url).port
+    return sum(
+        1 for c in psutil.Process().net_connections("tcp") if c.raddr and c.raddr.port == port
+    )
+
+
+def test_a_sync_closes_the_adapters_it_built_and_a_refused_one_at_once(
+    database_url: str,
+    engine: Engine,
+    sandbox: tuple[JiraSandbox, str],
+    headers: dict[Role, dict[str, str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, url = sandbox
+    # Linear is built alongside, never used: closed all the same.
+    settings = jira_settings(database_url, sandbox, linear_api_key="lin_api_unused")
+    closes = _closes_counted(monkeypatch)
+    admin, viewer = headers[Role.admin], headers[Role.viewer]
+    with TestClient(create_app(settings)) as client:
+        started = client.post("/api/sync", json={"source": "jira", "mode": "full"}, headers=admin)
+        assert started.status_code == 202
+        assert _wait_for(client, started.json()["run_id"], viewer)["status"] == "success"
+        deadline = time.monotonic() + 10
+        while closes[0]["jira"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)  # the run's thread closes its adapter just after recording the end
+        assert closes[0] == {"jira": 1, "linear": 1}
+        assert _sockets_to(url) == 0  # the HTTP sessions of every fetch thread went too
+
+        # Refused, as another sync holds the source, or as the source is not configured.
+        with exclusive(engine, "sync:jira"):
+            busy = client.post("/api/sync", json={"source": "jira"}, headers=admin)
+        unknown = client.post("/api/sync", json={"source": "github"}, headers=admin)
+    assert (busy.status_code, unknown.status_code) == (409, 422)
+    assert closes[1:] == [{"jira": 1, "linear": 1}, {"jira": 1, "linear": 1}]
 
 
 def test_only_admins_start_syncs_and_only_token_holders_read_runs(

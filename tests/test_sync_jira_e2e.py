@@ -31,7 +31,7 @@ from integrations.sandbox.server import serve_in_thread
 from service.cli import app
 from service.settings import Settings
 from service.trackers import build_adapters
-from sync.engine import run_sync
+from sync.engine import SyncProgress, run_sync
 from sync.models import SyncCursor, SyncRun, TrackerItem
 
 ISSUES = 2000
@@ -341,3 +341,116 @@ def test_the_sync_command_shows_the_outcome_and_its_exit_code(database_url: str)
         assert unknown.exit_code == 2 and "'linear' is not configured" in unknown.output
     nothing = runner.invoke(app, ["sync"], env={"LADDER_DATABASE_URL": database_url})
     assert nothing.exit_code == 2 and "no tracker is configured" in nothing.output
+
+
+# --- the requests a run records ---------------------------------------------------------------
+
+
+def _adapter(sandbox: JiraSandbox, url: str, **options: Any) -> JiraAdapter:
+    credentials: dict[str, Any] = (
+        {"email": sandbox.email, "api_token": sandbox.api_token}
+        if sandbox.flavour == "cloud"
+        else {"pat": sandbox.pat}
+    )
+    retry = RetryPolicy(attempts=3, base_delay=0.01, max_delay=0.05)
+    return JiraAdapter(url, retry=retry, **credentials, **options)
+
+
+@pytest.mark.parametrize("flavour", ["cloud", "datacenter"])
+def test_a_run_records_every_request_the_tracker_received(
+    flavour: str, sessions: sessionmaker[Session]
+) -> None:
+    sandbox = JiraSandbox(flavour, issues=300)  # type: ignore[arg-type]
+    with serve_in_thread(sandbox.app) as url:
+        adapter = _adapter(sandbox, url, page_size=40, partition_size=50, max_partitions=4)
+        adapter.site()  # as normalising a webhook's issue would: before the run, not its own
+        sandbox.reset_counters()
+
+        full = run_sync(sessions, adapter, "full", concurrency=4)
+
+        assert full.ok, full.error
+        assert stored(sessions) == expected(sandbox)
+        edges = [s for s in sandbox.searches if s.max_results == 1]  # the lowest and highest id
+        assert len(edges) == 2
+        assert full.requests == sandbox.requests_total
+
+        # Planning the id ranges fails (after its retries): the run still counts its requests.
+        sandbox.reset_counters()
+        counting = "approximate-count" if flavour == "cloud" else "/search"
+        sandbox.faults.inject("server_error", adapter.http.retry.attempts, path=counting)
+        planless = run_sync(sessions, adapter, "full", concurrency=4)
+        assert planless.status == "failed"
+        assert planless.requests == sandbox.requests_total == adapter.http.retry.attempts
+
+        # Every range fails after its first page, while the others are still being fetched.
+        sandbox.reset_counters()
+        adapter.max_pages = 1
+        cut = run_sync(sessions, adapter, "full", concurrency=4)
+        assert cut.status == "failed" and "did not end after 1 pages" in (cut.error or "")
+        assert cut.requests == sandbox.requests_total
+
+
+# --- Data Center's offset pages, while the issues change -------------------------------------
+
+
+def test_a_data_center_census_misses_no_issue_when_one_goes_between_pages(
+    sessions: sessionmaker[Session],
+) -> None:
+    sandbox = JiraSandbox("datacenter", issues=1500)  # two census pages of 1,000 ids
+    with serve_in_thread(sandbox.app) as url:
+        adapter = _adapter(sandbox, url)
+        assert run_sync(sessions, adapter, "full").ok
+        # Deleted once the first page is in: every later issue moves one place back.
+        doomed = min(
+            (i for i in sandbox.issues() if i.kind == "subtask"), key=lambda i: (i.created, i.id)
+        )
+        deletions = [doomed.id]
+
+        def delete_after_first_page(progress: SyncProgress) -> None:
+            if deletions:
+                sandbox.delete([deletions.pop()])
+
+        sandbox.reset_counters()
+        census = run_sync(sessions, adapter, "census", progress=delete_after_first_page)
+
+        assert census.ok, census.error
+        assert not deletions
+        # No live issue is marked deleted; the deleted one was listed before it went.
+        assert census.items_deleted == 0
+        live = stored(sessions)
+        assert live == expected(sandbox) | {str(doomed.id): live[str(doomed.id)]}
+        # The second page did not find the first one's last id where it was: it stepped back.
+        assert [s.start_at for s in sandbox.searches] == [0, 999, 499]
+        assert census.requests == sandbox.requests_total == 3
+
+        # The next census finds the deletion, and only it.
+        again = run_sync(sessions, adapter, "census")
+        assert again.ok and again.items_deleted == 1
+        assert stored(sessions) == expected(sandbox)
+        everything = stored(sessions, live_only=False)
+        assert [i for i, row in everything.items() if row["deleted"]] == [str(doomed.id)]
+
+
+@pytest.mark.parametrize("flavour", ["cloud", "datacenter"])
+def test_a_full_sync_misses_no_issue_when_some_are_edited_between_pages(
+    flavour: str, sessions: sessionmaker[Session]
+) -> None:
+    sandbox = JiraSandbox(flavour, issues=1500)  # type: ignore[arg-type]
+    with serve_in_thread(sandbox.app) as url:
+        adapter = _adapter(sandbox, url)
+        assert run_sync(sessions, adapter, "full", concurrency=1).ok
+        # Edits move issues to the end of the sync order (`updated`): more of them leave the
+        # part already read than a page re-reads.
+        first_read = sorted(sandbox.issues(), key=lambda i: (i.updated, i.id))[:25]
+        edits = [first_read]
+
+        def edit_after_first_batch(progress: SyncProgress) -> None:
+            for issue in edits.pop() if edits else ():
+                sandbox.set_labels(issue.id, [*issue.labels, "edited"])
+
+        again = run_sync(sessions, adapter, "full", concurrency=1, progress=edit_after_first_batch)
+
+        assert again.ok, again.error
+        assert not edits
+        assert again.items_deleted == 0
+        assert stored(sessions) == expected(sandbox)

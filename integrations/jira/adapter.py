@@ -1,10 +1,12 @@
 """The Jira adapter: Cloud and Data Center behind Ladder's TrackerAdapter interface.
 
 Cloud pages with `POST /rest/api/3/search/jql` and `nextPageToken` (the old `/search` answers
-410 there); Data Center with `POST /rest/api/2/search` and `startAt`. Both send an explicit
-field list: exactly the fields the mapping reads. The first call discovers the site once
-(deployment type, story points and Epic Link fields, issue type names, the API user's time
-zone, which JQL dates are read in) and every later call reuses it.
+410 there); Data Center with `POST /rest/api/2/search` and `startAt`, each page re-reading the
+end of the one before, so that issues leaving the result meanwhile cannot make it skip one
+(see `_offset_pages`). Both send an explicit field list: exactly the fields the mapping reads.
+The first call discovers the site once (deployment type, story points and Epic Link fields,
+issue type names, the API user's time zone, which JQL dates are read in) and every later call
+reuses it.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from integrations.base import IdPage, NormalisedItem, Page, TrackerError, WebhookEvent
 from integrations.jira import webhooks
-from integrations.jira.client import JiraHttp, RetryPolicy, Tally
+from integrations.jira.client import JiraHttp, Meter, RetryPolicy, Tally
 from integrations.jira.jql import (
     CENSUS_ORDER,
     WHOLE_SCOPE,
@@ -33,6 +35,13 @@ STORY_POINTS_NAMES = ("Story Points", "Story point estimate")
 EPIC_LINK_NAME = "Epic Link"
 CLOUD_ID_PAGE = 5000  # Cloud's largest page when only ids are asked for
 DATACENTER_PAGE = 1000  # Data Center's default jira.search.views.default.max
+# How many issues a Data Center page re-reads from the end of the one before (see
+# `_offset_pages`). Every edit moves an issue to the end of the sync order, so on a busy site
+# a few leave the part already read between two pages: a tenth of a page absorbs them. The
+# census order (creation) shifts only when an issue is deleted or leaves the scope: one issue
+# of overlap tells whether it did, and a rare shift costs a step back.
+SYNC_OVERLAP_SHARE = 10
+CENSUS_OVERLAP = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,13 +102,24 @@ class JiraAdapter:
         self._scope: str | None = None
         self._lock = threading.RLock()
         self._unreported = 0  # requests made outside any page, reported with the next one
+        self._listings = Meter()
 
     @property
     def requests(self) -> int:
         """Every HTTP request made so far, retries and discovery included."""
         return self.http.requests
 
+    @property
+    def listing_requests(self) -> int:
+        """The HTTP requests made so far by `partitions`, `iter_pages` and `iter_ids`: their
+        retries and the discovery they needed included, and also those no page reports (a
+        listing that failed, pages a sync dropped when it stopped). Comments, `get_item` and
+        `check` are not listings: a sync run is measured by the growth of this count alone.
+        """
+        return self._listings.count
+
     def close(self) -> None:
+        """Close the HTTP connections of every thread that used the adapter."""
         self.http.close()
 
     # --- discovery ------------------------------------------------------------------------
@@ -174,7 +194,7 @@ class JiraAdapter:
         out ids in creation order, so ranges hold similar numbers of issues, and, unlike
         projects, they stay even when one project dwarfs the others.
         """
-        tally = Tally()
+        tally = Tally(self._listings)
         site, scope = self.site(tally), self.scope(tally)
         if site.cloud:
             counted = self._post(tally, "/rest/api/3/search/approximate-count", {"jql": scope})
@@ -196,21 +216,22 @@ class JiraAdapter:
         `since` becomes `updated >= "yyyy-MM-dd HH:mm"` in the API user's time zone (JQL's
         minute resolution; the engine subtracts its overlap beforehand).
         """
-        tally = Tally()
+        tally = Tally(self._listings)
         site, scope = self.site(tally), self.scope(tally)
         since_text = since_literal(since, site.zone) if since else None
         jql = search_jql(scope, partition=partition, since=since_text)
         fields = site.config.fields()
-        for body in self._pages(tally, site, jql, fields, self.page_size):
+        overlap = max(1, self.page_size // SYNC_OVERLAP_SHARE)
+        for body in self._pages(tally, site, jql, fields, self.page_size, overlap):
             yield Page(list(body["issues"]), self._reported(tally))
 
     def iter_ids(self) -> Iterator[IdPage]:
         """The id of every issue in scope, in id-only pages (5,000 on Cloud, 1,000 on DC)."""
-        tally = Tally()
+        tally = Tally(self._listings)
         site, scope = self.site(tally), self.scope(tally)
         jql = search_jql(scope, order=CENSUS_ORDER)
         size = CLOUD_ID_PAGE if site.cloud else DATACENTER_PAGE
-        for body in self._pages(tally, site, jql, ["id"], size):
+        for body in self._pages(tally, site, jql, ["id"], size, CENSUS_OVERLAP):
             yield IdPage([str(issue["id"]) for issue in body["issues"]], self._reported(tally))
 
     def get_item(self, external_id: str) -> dict[str, Any] | None:
@@ -330,32 +351,78 @@ class JiraAdapter:
         return page
 
     def _pages(
-        self, tally: Tally, site: JiraSite, jql: str, fields: list[str], size: int
+        self, tally: Tally, site: JiraSite, jql: str, fields: list[str], size: int, overlap: int
     ) -> Iterator[dict[str, Any]]:
-        """Search pages until the last: Cloud follows tokens, Data Center offsets.
+        """Search pages until the last: Cloud follows tokens, Data Center offsets (each page
+        re-reading `overlap` issues of the one before, see `_offset_pages`).
 
         Stops on an empty page or a missing token too, and fails on a token seen before
         or past `max_pages`, rather than loop on a site that never says it is done.
         """
-        cursor: str | int | None = None
+        if site.cloud:
+            yield from self._token_pages(tally, site, jql, fields, size)
+        else:
+            yield from self._offset_pages(tally, site, jql, fields, size, overlap)
+
+    def _token_pages(
+        self, tally: Tally, site: JiraSite, jql: str, fields: list[str], size: int
+    ) -> Iterator[dict[str, Any]]:
+        token: str | None = None
         seen: set[str] = set()
         for _ in range(self.max_pages):
-            page = self._search(tally, site, jql, fields, size, cursor)
+            page = self._search(tally, site, jql, fields, size, token)
             issues = page["issues"]
             yield page
-            if site.cloud:
-                token = page.get("nextPageToken")
-                if not issues or not token or page.get("isLast") is True:
-                    return
-                if token in seen:
-                    raise TrackerError(f"Jira repeated a page token while searching {jql!r}")
-                seen.add(token)
-                cursor = token
-            else:
-                cursor = int(cursor or 0) + len(issues)
-                if not issues or cursor >= int(page.get("total", 0)):
-                    return
-        raise TrackerError(
+            token = page.get("nextPageToken")
+            if not issues or not token or page.get("isLast") is True:
+                return
+            if token in seen:
+                raise TrackerError(f"Jira repeated a page token while searching {jql!r}")
+            seen.add(token)
+        raise self._endless(jql)
+
+    def _offset_pages(
+        self, tally: Tally, site: JiraSite, jql: str, fields: list[str], size: int, overlap: int
+    ) -> Iterator[dict[str, Any]]:
+        """Data Center's pages, each holding only issues that no page before it held.
+
+        An offset counts places in the result as it is when the page is asked for, so an
+        issue that leaves the part already read (deleted, moved out of scope or, in the sync
+        order, edited) moves every later issue one place back, and the issue at the next
+        page's boundary would be skipped: a full sync or a census would then mark a live
+        issue deleted. So each page starts `overlap` issues early and resumes after the last
+        issue of the page before that it finds again unchanged (same id and `updated`). A
+        page that finds none of them steps back half a page at a time until one does; when
+        even the first page holds none, the listing fails (retryable) rather than guess.
+        """
+        start = 0
+        previous: list[tuple[str, Any]] = []  # the page before, when it overlaps this one
+        for _ in range(self.max_pages):
+            page = self._search(tally, site, jql, fields, size + overlap, start)
+            issues = page["issues"]
+            resume = _resume_point(previous, issues)
+            if resume is None:
+                if start == 0:
+                    raise TrackerError(
+                        f"every issue of the last page of {jql!r} changed or went before the "
+                        "next page was read: Jira could not be paged through; try again",
+                        retryable=True,
+                    )
+                start = max(0, start - max(1, size // 2))
+                continue
+            yield page | {"issues": issues[resume:]}
+            end = start + len(issues)
+            if not issues or end >= int(page.get("total", 0)):
+                return
+            # Move on by at least one issue, even if Jira answers pages no larger than the
+            # overlap (then without checking for shifts: there is nothing to check with).
+            kept = min(overlap, len(issues) - 1)
+            previous = [_fingerprint(issue) for issue in issues] if kept else []
+            start = end - kept
+        raise self._endless(jql)
+
+    def _endless(self, jql: str) -> TrackerError:
+        return TrackerError(
             f"searching {jql!r} did not end after {self.max_pages} pages", retryable=False
         )
 
@@ -367,6 +434,25 @@ class JiraAdapter:
 
 def _api(cloud: bool) -> str:
     return "/rest/api/3" if cloud else "/rest/api/2"
+
+
+def _fingerprint(issue: Mapping[str, Any]) -> tuple[str, Any]:
+    """An issue's id and, when the page holds it, `updated`: an edited issue has moved."""
+    fields = issue.get("fields")
+    return str(issue.get("id")), fields.get("updated") if isinstance(fields, Mapping) else None
+
+
+def _resume_point(previous: Sequence[tuple[str, Any]], issues: list[Any]) -> int | None:
+    """Where in `issues` the ones not listed before begin: just after the last issue of
+    `previous` (fingerprints) found among them unchanged; 0 without a previous page; None
+    when none of its issues is there."""
+    if not previous:
+        return 0
+    places = {_fingerprint(issue): place for place, issue in enumerate(issues)}
+    for mark in reversed(previous):
+        if mark in places:
+            return places[mark] + 1
+    return None
 
 
 def _named(fields: list[Any], names: Sequence[str]) -> tuple[str, ...]:

@@ -49,11 +49,40 @@ class RetryPolicy:
         return min(self.max_delay, self.base_delay * 2 ** (failures - 1)) * random.uniform(0.5, 1)
 
 
-class Tally:
-    """Counts the HTTP requests made on behalf of one page or call."""
+class Meter:
+    """A running count of HTTP requests, added to from any number of threads."""
 
     def __init__(self) -> None:
+        self._count = 0
+        self._lock = threading.Lock()
+
+    @property
+    def count(self) -> int:
+        """The requests counted so far."""
+        return self._count
+
+    def add(self) -> None:
+        """Count one request."""
+        with self._lock:
+            self._count += 1
+
+
+class Tally:
+    """Counts the HTTP requests made on behalf of one page or call.
+
+    With a `meter`, every request counted here is counted there too: a total kept across
+    many tallies (and threads), which nothing has to hand over.
+    """
+
+    def __init__(self, meter: Meter | None = None) -> None:
         self.count = 0
+        self.meter = meter
+
+    def add(self) -> None:
+        """Count one request."""
+        self.count += 1
+        if self.meter is not None:
+            self.meter.add()
 
     def take(self) -> int:
         """The requests counted since the last take."""
@@ -103,12 +132,12 @@ class JiraHttp:
         self._local = threading.local()
         self._clients: list[JIRA] = []
         self._lock = threading.Lock()
-        self._total = 0
+        self._sent = Meter()
 
     @property
     def requests(self) -> int:
         """Every HTTP request made so far, retries included."""
-        return self._total
+        return self._sent.count
 
     def client(self) -> JIRA:
         """This thread's `jira.JIRA` client (created without a request)."""
@@ -169,9 +198,8 @@ class JiraHttp:
         """
         failures = 0
         while True:
-            tally.count += 1
-            with self._lock:
-                self._total += 1
+            tally.add()
+            self._sent.add()
             try:
                 return attempt()
             except _Retry as exc:

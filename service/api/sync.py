@@ -1,7 +1,8 @@
 """The sync API: the record of sync runs, and starting one by hand.
 
 Viewers read the runs; starting a sync needs an admin token. A started sync runs in a
-background thread of the service; poll `GET /api/sync/runs/{id}` for its outcome.
+background thread of the service, with adapters of its own that it closes when it ends;
+poll `GET /api/sync/runs/{id}` for its outcome.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from fastapi import APIRouter, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
+from integrations.base import TrackerAdapter
 from service.api.common import Cursor, ErrorBody, Limit, Page
 from service.deps import Admin, DbSession, Viewer
-from service.trackers import build_adapters, match_rules
-from sync.engine import start_run
+from service.settings import Settings
+from service.trackers import build_adapters, close_adapters, match_rules
+from sync.engine import StartedRun, start_run
 from sync.errors import Invalid, NotFound
 from sync.models import SyncRun
 from sync.pagination import paginate
@@ -104,24 +107,39 @@ def start_sync(body: SyncRequest, request: Request) -> Any:
     settings = request.app.state.settings
     adapters = build_adapters(settings)
     adapter = adapters.get(body.source)
+    # Only the asked-for source's adapter is used: by the run, which closes it when it ends.
+    close_adapters(other for name, other in adapters.items() if name != body.source)
     if adapter is None:
         configured = ", ".join(sorted(adapters)) or "none"
         raise Invalid(f"source {body.source!r} is not configured (configured: {configured})")
-    started = start_run(request.app.state.sessions, body.source, body.mode)
+    try:
+        started = start_run(request.app.state.sessions, body.source, body.mode)
+        _run_in_background(started, adapter, settings)
+    except BaseException:
+        close_adapters([adapter])  # refused: no run will use it
+        raise
+    return SyncStarted(run_id=started.run_id, source=body.source, mode=started.mode)
+
+
+def _run_in_background(started: StartedRun, adapter: TrackerAdapter, settings: Settings) -> None:
+    """Execute `started` in a thread of its own, which closes `adapter` once the run ends."""
+
+    def run() -> None:
+        try:
+            started.execute(
+                adapter,
+                concurrency=settings.sync_concurrency,
+                rules=match_rules(settings),
+                tz=settings.tz,
+            )
+        finally:
+            close_adapters([adapter])
+
     worker = threading.Thread(
-        target=started.execute,
-        args=(adapter,),
-        kwargs={
-            "concurrency": settings.sync_concurrency,
-            "rules": match_rules(settings),
-            "tz": settings.tz,
-        },
-        name=f"sync-{body.source}-{started.run_id}",
-        daemon=True,
+        target=run, name=f"sync-{started.source}-{started.run_id}", daemon=True
     )
     try:
         worker.start()
     except RuntimeError:  # no thread to be had: do not leave the run open and the lock held
         started.abandon()
         raise
-    return SyncStarted(run_id=started.run_id, source=body.source, mode=started.mode)

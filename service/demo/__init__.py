@@ -27,7 +27,7 @@ from service.demo.trackers import (
     tracker_settings,
 )
 from service.settings import Settings
-from service.trackers import build_adapters, match_rules
+from service.trackers import build_adapters, close_adapters, match_rules
 from sync.db import make_engine, migrate, session_factory, transaction
 from sync.engine import SyncRunSummary, run_sync
 from sync.okrs_yaml import import_okrs, parse
@@ -121,16 +121,20 @@ def sync_trackers(demo: Demo) -> None:
     """Run a full sync of each configured tracker through its real adapter."""
     sessions = session_factory(demo.engine)
     rules = match_rules(demo.settings)
-    for adapter in build_adapters(demo.settings).values():
-        summary = run_sync(
-            sessions,
-            adapter,
-            "full",
-            concurrency=demo.settings.sync_concurrency,
-            rules=rules,
-            tz=demo.settings.tz,
-        )
-        typer.echo(describe_sync(summary))
+    adapters = build_adapters(demo.settings)
+    try:
+        for adapter in adapters.values():
+            summary = run_sync(
+                sessions,
+                adapter,
+                "full",
+                concurrency=demo.settings.sync_concurrency,
+                rules=rules,
+                tz=demo.settings.tz,
+            )
+            typer.echo(describe_sync(summary))
+    finally:
+        close_adapters(adapters.values())
 
 
 def describe_sync(summary: SyncRunSummary) -> str:

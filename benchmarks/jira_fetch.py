@@ -5,9 +5,10 @@
 
 For each flavour the sandbox runs in its own process (so its work does not share the client's
 interpreter) with `--latency` seconds added to every request. Measured, side by side: a full
-fetch on one thread without partitions, the same split into id ranges fetched by `--threads`
-threads, and the id census. Pages are normalised and dropped as they arrive, as the sync
-engine does, so the client's memory must not grow with the number of issues.
+fetch on one thread without partitions, the same split into creation-time ranges (as many as
+the adapter makes of the scope, at most `--threads`) fetched by `--threads` threads, and the
+id census. Pages are normalised and dropped as they arrive, as the sync engine does, so the
+client's memory must not grow with the number of issues.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def sequential(adapter: JiraAdapter) -> int:
 
 
 def partitioned(adapter: JiraAdapter, threads: int) -> int:
-    def fetch(partition: str) -> int:
+    def fetch(partition: str | None) -> int:
         pages = adapter.iter_pages(None, partition)
         return sum(len([adapter.normalise(raw) for raw in page.items]) for page in pages)
 
@@ -124,7 +125,7 @@ def main() -> None:
             adapter = JiraAdapter(url, max_partitions=args.threads, **CREDENTIALS[flavour])  # type: ignore[arg-type]
             results.append(
                 measure(
-                    f"full, {args.threads} id ranges",
+                    f"full, ≤ {args.threads} creation ranges",
                     adapter,
                     lambda a=adapter: partitioned(a, args.threads),
                 )

@@ -6,7 +6,7 @@ functions, verify and parse webhooks, and post comments. The sync engine does th
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -108,8 +108,9 @@ class TrackerAdapter(Protocol):
 
     source: str
 
-    def partitions(self) -> list[str]:
-        """Disjoint slices of the scope (projects, teams, id ranges) to fetch concurrently."""
+    def partitions(self) -> Sequence[str | None]:
+        """Disjoint slices of the scope (projects, teams, creation-time ranges) to fetch
+        concurrently; None is the whole scope, unsliced."""
         ...
 
     def iter_pages(self, since: datetime | None, partition: str | None = None) -> Iterator[Page]:

@@ -29,8 +29,8 @@ def build_adapters(settings: Settings) -> dict[str, TrackerAdapter]:
             jql=settings.jira_jql,
             story_points_field=settings.jira_story_points_field,
             canceled_resolutions=settings.jira_canceled_resolutions,
-            # As many id ranges as fetch threads: all run at once, and each range ends in at
-            # most one partial page, which keeps the request count near the minimum.
+            # As many creation-time ranges as fetch threads: all run at once, and each range
+            # ends in at most one partial page, which keeps the request count near the minimum.
             max_partitions=settings.sync_concurrency,
             webhook_secret=settings.jira_webhook_secret,
             bot_account_id=settings.jira_bot_account_id,

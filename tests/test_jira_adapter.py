@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -14,8 +15,9 @@ import pytest
 from integrations.base import TrackerError
 from integrations.jira.adapter import JiraAdapter
 from integrations.jira.client import RetryPolicy
-from integrations.jira.jql import WHOLE_SCOPE, id_ranges, scope_jql, search_jql, since_literal
+from integrations.jira.jql import created_ranges, scope_jql, search_jql, since_literal
 from integrations.sandbox.jira import JiraSandbox
+from integrations.sandbox.jira.render import Renderer
 from integrations.sandbox.server import serve_in_thread
 
 FAST = RetryPolicy(attempts=3, base_delay=0.01, max_delay=2.0)
@@ -204,10 +206,13 @@ def test_partitions_cover_the_scope_exactly_once_in_parallel(site: Site) -> None
     adapter = site.adapter(partition_size=50)
     partitions = adapter.partitions()
     assert len(partitions) == -(-ISSUES // 50)
-    late = site.sandbox.create("PAY", "task")  # created after the split: still covered once
+    assert all(p and p.startswith("created ") and "id " not in p for p in partitions)
+    # Created after the split, or dated before anything seen (an import): still covered once.
+    late = site.sandbox.create("PAY", "task")
+    backdated = site.sandbox.create("OPS", "bug", created=datetime(2003, 4, 5, tzinfo=UTC))
     requests: list[int] = []
 
-    def fetch(partition: str) -> list[str]:
+    def fetch(partition: str | None) -> list[str]:
         pages = list(adapter.iter_pages(None, partition))
         requests.extend(page.requests for page in pages)
         return [issue["id"] for page in pages for issue in page.items]
@@ -215,15 +220,37 @@ def test_partitions_cover_the_scope_exactly_once_in_parallel(site: Site) -> None
     with ThreadPoolExecutor(4) as pool:
         chunks = list(pool.map(fetch, partitions))
     ids = [i for chunk in chunks for i in chunk]
-    assert sorted(ids) == all_ids(site) and late in ids
-    sizes = [len(chunk) for chunk in chunks[:-1]]
+    assert sorted(ids) == all_ids(site) and late in chunks[-1] and backdated in chunks[0]
+    sizes = [len(chunk) for chunk in chunks[1:-1]]
     assert max(sizes) <= 2 * min(sizes)  # even enough to keep every worker busy
-    # Partitioning's own requests (discovery, count, lowest and highest id) ride on a page.
+    # Partitioning's own requests (discovery, count, first and last creation) ride on a page.
     assert sum(requests) == site.sandbox.requests_total == adapter.requests
+    edges = [s for s in site.sandbox.searches if s.max_results == 1]
+    assert [(s.jql.split(" ORDER BY ")[1], s.fields) for s in edges] == [
+        ("created ASC", ("created",)),
+        ("created DESC", ("created",)),
+    ]
 
 
-def test_a_small_scope_is_one_partition(site: Site) -> None:
-    assert site.adapter().partitions() == [WHOLE_SCOPE]
+def test_a_small_scope_is_one_partition_without_a_partition_clause(site: Site) -> None:
+    adapter = site.adapter()
+    assert adapter.partitions() == [None]
+    list(adapter.iter_pages(None, None))
+    scope = 'project in ("PAY", "OPS", "WEB")'
+    assert site.sandbox.searches[-1].jql == f"({scope}) ORDER BY updated ASC, id ASC"
+
+
+def test_without_the_users_time_zone_the_scope_stays_whole(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    myself = Renderer.myself
+    # A zone Jira names but Python does not know: JQL times could not be written in it.
+    monkeypatch.setattr(Renderer, "myself", lambda self: myself(self) | {"timeZone": "Mars/Base"})
+    adapter = site.adapter(partition_size=50)
+    assert adapter.partitions() == [None]
+    assert not site.sandbox.searches  # nothing counted or looked up for nothing
+    ids = [issue["id"] for page in adapter.iter_pages(None, None) for issue in page.items]
+    assert sorted(ids) == all_ids(site)
 
 
 def test_a_configured_jql_restricts_the_scope(site: Site) -> None:
@@ -365,9 +392,12 @@ def test_a_never_ending_search_is_cut_off(site: Site) -> None:
 def test_jql_building() -> None:
     assert scope_jql("project = A order by rank", []) == "project = A"
     assert scope_jql(None, ["A", "B"]) == 'project in ("A", "B")'
-    assert search_jql("project = A", partition="id < 5", since="2026-01-02 03:04") == (
-        '(project = A) AND (id < 5) AND updated >= "2026-01-02 03:04" ORDER BY updated ASC, id ASC'
+    partition = 'created < "2025-05-06 07:08"'
+    assert search_jql("project = A", partition=partition, since="2026-01-02 03:04") == (
+        '(project = A) AND (created < "2025-05-06 07:08") AND updated >= "2026-01-02 03:04" '
+        "ORDER BY updated ASC, id ASC"
     )
+    assert search_jql("project = A", partition=None) == "(project = A) ORDER BY updated ASC, id ASC"
     moment = datetime(2026, 1, 1, 23, 59, 59, tzinfo=UTC)
     assert since_literal(moment, ZoneInfo("Australia/Sydney")) == "2026-01-02 10:59"
     assert since_literal(moment, None) == "2025-12-31 23:59"  # a day back when the zone is unknown
@@ -375,15 +405,80 @@ def test_jql_building() -> None:
         since_literal(datetime(2026, 1, 1), None)
 
 
+def _reads(restriction: str | None, moment: datetime, zone: ZoneInfo) -> bool:
+    """Whether `moment` matches a slice, its times read in `zone` as Jira reads them."""
+    if restriction is None:
+        return True
+    for clause in restriction.split(" AND "):
+        field, operator, literal = clause.split(" ", 2)
+        assert field == "created"
+        bound = datetime.strptime(literal.strip('"'), "%Y-%m-%d %H:%M").replace(tzinfo=zone)
+        if not (moment < bound if operator == "<" else moment >= bound):
+            return False
+    return True
+
+
+SYDNEY = ZoneInfo("Australia/Sydney")
+
+
 @pytest.mark.parametrize(
-    ("low", "high", "count"), [(10, 99, 90), (10000, 109999, 100000), (5, 6, 900)]
+    ("first", "last", "count", "slices"),
+    [
+        # Most of a year, 100,000 issues: as many slices as allowed.
+        (datetime(2025, 1, 1, tzinfo=UTC), datetime(2025, 11, 27, 3, 4, 5, tzinfo=UTC), 10**5, 64),
+        # 90 issues in slices of 25.
+        (datetime(2025, 1, 1, tzinfo=UTC), datetime(2025, 2, 1, tzinfo=UTC), 90, 4),
+        # Three and a bit minutes: a cut per minute at most, never two in one.
+        (
+            datetime(2025, 3, 1, 9, 0, 10, tzinfo=UTC),
+            datetime(2025, 3, 1, 9, 3, 20, tzinfo=UTC),
+            900,
+            4,
+        ),
+        # Everything in one minute, or just one issue: nothing to split.
+        (
+            datetime(2025, 3, 1, 9, 0, 1, tzinfo=UTC),
+            datetime(2025, 3, 1, 9, 0, 59, tzinfo=UTC),
+            900,
+            1,
+        ),
+        (datetime(2025, 3, 1, 9, tzinfo=UTC), datetime(2025, 3, 1, 9, tzinfo=UTC), 1, 1),
+        # Across the night Sydney's clocks go back (2025-04-06 03:00 → 02:00): no cut in the
+        # hour that happens twice, where a cut made on the second pass would read as a moment
+        # before the cuts of the first (a third of the 63 cuts go, none in two slices).
+        (datetime(2025, 4, 5, 13, tzinfo=UTC), datetime(2025, 4, 5, 19, tzinfo=UTC), 10**5, 43),
+        # And the night they go forward (2025-10-05 02:00 → 03:00): no time of the skipped
+        # hour is ever written, so every cut stays.
+        (datetime(2025, 10, 4, 14, tzinfo=UTC), datetime(2025, 10, 4, 17, tzinfo=UTC), 10**5, 64),
+    ],
 )
-def test_id_ranges_cover_every_id_exactly_once(low: int, high: int, count: int) -> None:
-    ranges = id_ranges(low, high, count, size=25, most=64)
-    assert len(ranges) == min(64, -(-count // 25), high - low + 1)
+def test_created_ranges_cover_every_moment_exactly_once(
+    first: datetime, last: datetime, count: int, slices: int
+) -> None:
+    ranges = created_ranges(first, last, count, size=25, most=64, zone=SYDNEY)
+    assert len(ranges) == slices
+    if slices == 1:
+        assert ranges == [None]
+        return
+    literals = [r.rsplit('"', 2)[1] for r in ranges[:-1]]
+    assert len(set(literals)) == len(literals)  # never two cuts in one minute
+    bounds = [datetime.strptime(t, "%Y-%m-%d %H:%M").replace(tzinfo=SYDNEY) for t in literals]
+    assert all(a < b for a, b in pairwise(bounds))  # as Jira reads them
+    span = last - first
+    moments = [first - timedelta(days=9000), last + timedelta(days=9000)]
+    moments += [first + span * k / 997 for k in range(998)]
+    moments += [b + d for b in bounds for d in (timedelta(microseconds=-1), timedelta())]
+    for moment in moments:
+        assert sum(_reads(r, moment, SYDNEY) for r in ranges) == 1, moment
 
-    def holds(restriction: str, n: int) -> bool:
-        return all(eval(c.replace("id", str(n))) for c in restriction.split(" AND "))
 
-    for n in [0, low, (low + high) // 2, high, high + 1000]:
-        assert sum(holds(r, n) for r in ranges) == 1
+def test_created_ranges_write_the_api_users_wall_clock() -> None:
+    first = datetime(2025, 1, 1, tzinfo=UTC)  # 11:00 in Sydney
+    ranges = created_ranges(first, first + timedelta(hours=2), 3, size=1, most=2, zone=SYDNEY)
+    assert ranges == ['created < "2025-01-01 12:00"', 'created >= "2025-01-01 12:00"']
+    utc = created_ranges(first, first + timedelta(hours=3), 3, size=1, most=3, zone=UTC)
+    assert utc == [
+        'created < "2025-01-01 01:00"',
+        'created >= "2025-01-01 01:00" AND created < "2025-01-01 02:00"',
+        'created >= "2025-01-01 02:00"',
+    ]

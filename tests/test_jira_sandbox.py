@@ -8,8 +8,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -87,6 +89,24 @@ def test_generated_issues_cover_what_a_sync_meets() -> None:
     assert team_managed == {"OPS"}  # every second project
     estimated = {i.project in team_managed for i in issues if i.points is not None}
     assert estimated == {True, False}  # both story point fields carry estimates
+
+
+def test_issues_are_created_over_the_span_in_projects_of_the_sizes_asked() -> None:
+    sandbox = JiraSandbox("cloud", 3000, projects=("PAY", "OPS", "WEB"), weights=(1, 1, 8))
+    issues = sandbox.issues()
+    sizes = Counter(i.project for i in issues)
+    assert sizes["WEB"] > 3 * (sizes["PAY"] + sizes["OPS"])
+    created = sorted(i.created for i in issues)
+    assert created[-1] - created[0] > 320 * 24 * 3600 * 1000  # most of the 330 days
+    assert len({c // 60_000 for c in created}) > 0.99 * len(created)  # hardly two a minute
+    # Issues are created in key order within a project, give or take the same minute.
+    pay = sorted((i for i in issues if i.project == "PAY"), key=lambda i: int(i.key[4:]))
+    assert all(b.created - a.created > -60_000 for a, b in pairwise(pay))
+
+    burst = JiraSandbox("cloud", 500, start=datetime(2025, 5, 1, 9, tzinfo=UTC), span=timedelta())
+    assert {i.created // 60_000 for i in burst.issues()} == {
+        int(datetime(2025, 5, 1, 9, tzinfo=UTC).timestamp()) // 60
+    }
 
 
 @pytest.mark.parametrize("flavour", ["cloud", "datacenter"])
@@ -208,7 +228,8 @@ def test_data_center_has_no_v3_and_no_token_search(
 ) -> None:
     _, url, session = datacenter
     assert session.get(f"{url}/rest/api/3/field").status_code == 404
-    assert session.post(f"{url}/rest/api/2/search/jql", json={"jql": "id > 0"}).status_code == 404
+    response = session.post(f"{url}/rest/api/2/search/jql", json={"jql": "project = PAY"})
+    assert response.status_code == 404
 
 
 def test_token_pages_cover_the_query_once_even_while_issues_change() -> None:
@@ -240,8 +261,9 @@ def test_cloud_returns_only_ids_unless_told_and_caps_pages(
     _, url, session = cloud
     body = cloud_search(session, url, jql="project = PAY", maxResults=10).json()
     assert set(body["issues"][0]) == {"id"}
+    everything = "project in (PAY, OPS, WEB)"
     for fields, cap in ((["id"], 400), (["summary"], 100)):  # 5,000 for ids only, else 100
-        body = cloud_search(session, url, jql="id > 0", maxResults=500, fields=fields).json()
+        body = cloud_search(session, url, jql=everything, maxResults=500, fields=fields).json()
         assert len(body["issues"]) == cap
 
 
@@ -249,10 +271,11 @@ def test_a_token_from_another_query_is_rejected(
     cloud: tuple[JiraSandbox, str, requests.Session],
 ) -> None:
     _, url, session = cloud
-    token = cloud_search(session, url, jql="id > 0", maxResults=5).json()["nextPageToken"]
-    response = cloud_search(session, url, jql="id > 1", maxResults=5, nextPageToken=token)
+    token = cloud_search(session, url, jql="project = PAY", maxResults=5).json()["nextPageToken"]
+    response = cloud_search(session, url, jql="project = OPS", maxResults=5, nextPageToken=token)
     assert response.status_code == 400
-    assert cloud_search(session, url, jql="id > 0", nextPageToken="garbage").status_code == 400
+    garbage = cloud_search(session, url, jql="project = PAY", nextPageToken="garbage")
+    assert garbage.status_code == 400
 
 
 def test_offset_pages_on_data_center(datacenter: tuple[JiraSandbox, str, requests.Session]) -> None:
@@ -285,11 +308,63 @@ def test_offset_pages_on_data_center(datacenter: tuple[JiraSandbox, str, request
 
 def test_approximate_count(cloud: tuple[JiraSandbox, str, requests.Session]) -> None:
     sandbox, url, session = cloud
-    low = sandbox.issues()[100].id
     response = session.post(
-        f"{url}/rest/api/3/search/approximate-count", json={"jql": f"id >= {low}"}
+        f"{url}/rest/api/3/search/approximate-count", json={"jql": "project = PAY"}
     )
-    assert response.json() == {"count": 300}
+    assert response.json() == {"count": sum(i.project == "PAY" for i in sandbox.issues())}
+
+
+SEARCH_PATHS = {"cloud": "/rest/api/3/search/jql", "datacenter": "/rest/api/2/search"}
+
+
+@pytest.mark.parametrize("flavour", ["cloud", "datacenter"])
+def test_comparing_ids_or_keys_stays_in_the_named_issues_project(
+    request: pytest.FixtureRequest, flavour: str
+) -> None:
+    sandbox, url, session = request.getfixturevalue(flavour)
+    issues = sandbox.issues()
+    pivot = sandbox.issue("OPS-40")
+
+    def ids(jql: str) -> set[int]:
+        body = {"jql": jql, "fields": ["id"], "maxResults": 1000}
+        response = session.post(url + SEARCH_PATHS[flavour], json=body)
+        assert response.status_code == 200, response.text
+        return {int(issue["id"]) for issue in response.json()["issues"]}
+
+    def ops(test: Any) -> set[int]:
+        return {i.id for i in issues if i.project == "OPS" and test(int(i.key[4:]))}
+
+    # Not an id range: OPS-40 and the OPS issues after it, whatever their ids.
+    assert ids(f"id >= {pivot.id}") == ops(lambda n: n >= 40)
+    assert ids("key > OPS-40") == ops(lambda n: n > 40)
+    assert ids(f"issuekey < {pivot.id}") == ops(lambda n: n < 40)
+    assert ids("issue <= ops-40") == ops(lambda n: n <= 40)
+    later_elsewhere = {i.id for i in issues if i.id > pivot.id and i.project != "OPS"}
+    assert later_elsewhere and not ids(f"id >= {pivot.id}") & later_elsewhere
+    # Equality is the issue itself, by id or key.
+    assert ids(f"id = {pivot.id}") == ids("key = OPS-40") == {pivot.id}
+    assert ids(f"project = OPS AND id != {pivot.id}") == ops(lambda n: n != 40)
+    assert ids(f"id in ({pivot.id}, PAY-1)") == {pivot.id, sandbox.issue("PAY-1").id}
+
+
+@pytest.mark.parametrize(
+    ("jql", "message"),
+    [
+        ("id >= 0", "An issue with key '0' does not exist for field 'id'."),
+        ("key < NOPE-1", "An issue with key 'NOPE-1' does not exist for field 'key'."),
+        ("project = PAY AND id = 99999999", "An issue with key '99999999' does not exist"),
+        ("issuekey in (PAY-1, PAY-99999)", "An issue with key 'PAY-99999' does not exist"),
+        ("key > checkout", "The issue key 'checkout' for field 'key' is invalid."),
+    ],
+)
+@pytest.mark.parametrize("flavour", ["cloud", "datacenter"])
+def test_an_id_or_key_naming_no_issue_is_refused(
+    request: pytest.FixtureRequest, flavour: str, jql: str, message: str
+) -> None:
+    _, url, session = request.getfixturevalue(flavour)
+    response = session.post(url + SEARCH_PATHS[flavour], json={"jql": jql})
+    assert response.status_code == 400
+    assert response.json()["errorMessages"][0].startswith(message)
 
 
 @pytest.mark.parametrize(
@@ -303,6 +378,17 @@ def test_unbounded_queries_are_rejected_on_cloud(
     response = cloud_search(session, url, jql=jql)
     assert response.status_code == 400
     assert response.json()["errorMessages"][0].startswith("Unbounded JQL queries are not allowed")
+
+
+def test_any_restriction_bounds_a_cloud_query(
+    cloud: tuple[JiraSandbox, str, requests.Session],
+) -> None:
+    sandbox, url, session = cloud
+    for jql in ('created >= "2000-01-01" ORDER BY created', "project = PAY", "key = PAY-1"):
+        response = cloud_search(session, url, jql=jql, maxResults=1)
+        assert response.status_code == 200, jql
+    everything = cloud_search(session, url, jql='created >= "2000-01-01"', maxResults=1000)
+    assert len(everything.json()["issues"]) == len(sandbox.issues())
 
 
 @pytest.mark.parametrize(
@@ -328,8 +414,9 @@ def test_jql_outside_the_subset_gets_jiras_400(
 
 
 class Row:
-    def __init__(self, id: int, project: str, updated: int, created: int) -> None:
-        self.id, self.project, self.updated, self.created = id, project, updated, created
+    def __init__(self, id: int, key: str, updated: int, created: int) -> None:
+        self.id, self.key, self.updated, self.created = id, key, updated, created
+        self.project = key.split("-")[0]
 
 
 def ms(text: str) -> int:
@@ -338,27 +425,72 @@ def ms(text: str) -> int:
 
 def test_the_jql_subset_means_what_jira_means() -> None:
     rows = [
-        Row(1, "PAY", ms("2025-03-01 10:00"), 0),
-        Row(2, "OPS", ms("2025-03-01 10:01"), 0),
-        Row(3, "PAY", ms("2025-03-01 09:59"), 0),
+        Row(1, "PAY-1", ms("2025-03-01 10:00"), 0),
+        Row(2, "OPS-1", ms("2025-03-01 10:01"), 0),
+        Row(3, "PAY-2", ms("2025-03-01 09:59"), 0),
+        Row(4, "PAY-3", ms("2025-03-01 09:58"), 0),
     ]
+    by_name = {str(r.id): r for r in rows} | {r.key: r for r in rows} | {"OPS-7": rows[3]}
+
+    def lookup(name: str) -> Row | None:
+        return by_name.get(name.upper())
 
     def ids(jql: str) -> list[int]:
-        query = parse(jql, SYDNEY)
+        query = parse(jql, SYDNEY, lookup)
         kept = [r for r in rows if query.where is None or query.where(r)]
         return [r.id for r in sorted(kept, key=query.sort_key)]
 
     assert ids('updated >= "2025-03-01 10:00" ORDER BY updated ASC') == [1, 2]
     assert ids('updated >= "2025/03/01 10:00"') == [1, 2]
-    assert ids("project in (pay) ORDER BY updated DESC") == [1, 3]
+    assert ids("project in (pay) ORDER BY updated DESC") == [1, 3, 4]
     assert ids("NOT project = PAY OR id = 3 ORDER BY id DESC") == [3, 2]
-    assert ids("(project = PAY) AND (id >= 2 AND id < 4)") == [3]
-    assert ids("id in (1, 2) AND project != OPS") == [1]
-    query = parse("(project = PAY) AND (id >= 20 AND id < 40) ORDER BY updated", SYDNEY)
-    assert (query.id_low, query.id_high) == (20, 39)
-    assert (parse("id >= 20 OR id < 5", SYDNEY).id_low, parse("id > 3", SYDNEY).id_low) == (None, 4)
-    with pytest.raises(JqlError):
-        parse("project = PAY extra", SYDNEY)
+    assert ids("id in (1, OPS-1) AND project != OPS") == [1]
+    # Comparisons are key numbers within the named issue's project, not id ranges.
+    assert ids("id >= 1 ORDER BY id") == [1, 3, 4]  # PAY-1 and later, not OPS-1 (id 2)
+    assert ids("id < 4 ORDER BY id") == [1, 3]
+    assert ids("id >= 2") == [2]  # OPS-1 and later
+    assert ids("key > pay-1 AND issuekey <= PAY-2") == [3]
+    assert ids("key >= OPS-7") == [4]  # a key the issue had before a move: where it is now
+    for jql, message in (
+        ("id >= 0", "An issue with key '0' does not exist for field 'id'."),
+        ("issue in (1, 5)", "An issue with key '5' does not exist for field 'issue'."),
+        ("key != PAY", "The issue key 'PAY' for field 'key' is invalid."),
+        ("project = PAY extra", "unexpected 'extra'"),
+    ):
+        with pytest.raises(JqlError, match=message):
+            parse(jql, SYDNEY, lookup)
+
+
+def test_creation_bounds_narrow_the_search_only_when_every_result_obeys_them() -> None:
+    def bounds(jql: str) -> tuple[int | None, int | None]:
+        query = parse(jql, SYDNEY, lambda name: None)
+        return query.created_low, query.created_high
+
+    day, next_day = ms("2025-03-01 10:00"), ms("2025-03-02 10:00")
+    jql = '(project = PAY) AND (created >= "2025-03-01 10:00" AND created < "2025-03-02 10:00")'
+    assert bounds(jql + " ORDER BY updated") == (day, next_day - 1)
+    assert bounds('created > "2025-03-01 10:00"') == (day + 1, None)
+    assert bounds('created <= "2025-03-02 10:00" AND updated >= "2025-01-01"') == (None, next_day)
+    assert bounds('created >= "2025-03-01 10:00" OR project = PAY') == (None, None)
+    assert bounds('NOT created < "2025-03-01 10:00"') == (None, None)
+    assert bounds('updated >= "2025-03-01 10:00"') == (None, None)
+
+
+def test_creation_ranges_split_the_issues_exactly_as_issues_come_and_go() -> None:
+    sandbox = JiraSandbox("datacenter", 600, seed=4)
+    store = sandbox.store
+    backdated = store.create("WEB", created=datetime(2001, 2, 3, tzinfo=UTC))
+    cut = datetime.fromtimestamp(sorted(i.created for i in sandbox.issues())[300] / 1000, SYDNEY)
+    literal = cut.strftime("%Y-%m-%d %H:%M")
+    halves = []
+    for jql in (f'created < "{literal}"', f'created >= "{literal}"'):
+        halves.append(set(store.search(jql, parse(jql, store.zone, store.get))[1]))
+    assert halves[0].isdisjoint(halves[1])
+    assert halves[0] | halves[1] == {i.id for i in sandbox.issues()}
+    assert int(backdated) in halves[0]
+    sandbox.delete([backdated])
+    jql = f'created < "{literal}"'
+    assert int(backdated) not in store.search(jql, parse(jql, store.zone, store.get))[1]
 
 
 # --- changes --------------------------------------------------------------------------------

@@ -12,9 +12,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -26,7 +27,7 @@ from integrations.base import TrackerError
 from integrations.jira.adapter import JiraAdapter
 from integrations.jira.client import RetryPolicy
 from integrations.sandbox.jira.app import JiraSandbox
-from integrations.sandbox.jira.data import USERS, SandboxIssue
+from integrations.sandbox.jira.data import DEFAULT_SPAN, USERS, SandboxIssue
 from integrations.sandbox.server import serve_in_thread
 from service.cli import app
 from service.settings import Settings
@@ -370,11 +371,11 @@ def test_a_run_records_every_request_the_tracker_received(
 
         assert full.ok, full.error
         assert stored(sessions) == expected(sandbox)
-        edges = [s for s in sandbox.searches if s.max_results == 1]  # the lowest and highest id
+        edges = [s for s in sandbox.searches if s.max_results == 1]  # first and last created
         assert len(edges) == 2
         assert full.requests == sandbox.requests_total
 
-        # Planning the id ranges fails (after its retries): the run still counts its requests.
+        # Planning the ranges fails (after its retries): the run still counts its requests.
         sandbox.reset_counters()
         counting = "approximate-count" if flavour == "cloud" else "/search"
         sandbox.faults.inject("server_error", adapter.http.retry.attempts, path=counting)
@@ -388,6 +389,52 @@ def test_a_run_records_every_request_the_tracker_received(
         cut = run_sync(sessions, adapter, "full", concurrency=4)
         assert cut.status == "failed" and "did not end after 1 pages" in (cut.error or "")
         assert cut.requests == sandbox.requests_total
+
+
+# --- partitions over projects of different sizes ----------------------------------------------
+
+
+@pytest.mark.parametrize("flavour", ["cloud", "datacenter"])
+@pytest.mark.parametrize("created", ["over a year", "in one minute", "in one minute, and outliers"])
+def test_a_partitioned_full_sync_stores_every_issue_once_whatever_the_projects(
+    flavour: str, created: str, sessions: sessionmaker[Session]
+) -> None:
+    """Several projects, one much bigger: slices by creation time hold issues of every
+    project (an id or key comparison would stay in one project). Issues created in one
+    minute cannot be sliced: the scope stays whole. Issues dated far outside the bulk
+    (an import, one created just now) still land in exactly one slice."""
+    sandbox = JiraSandbox(
+        flavour,  # type: ignore[arg-type]
+        issues=1200,
+        projects=("PAY", "OPS", "WEB", "DATA"),
+        weights=(1, 1, 2, 16),
+        start=datetime(2025, 2, 3, 4, 5, tzinfo=UTC),
+        span=DEFAULT_SPAN if created == "over a year" else timedelta(),
+        labels=LABELS,
+    )
+    if created != "in one minute":
+        sandbox.create("OPS", "bug", created=datetime(2003, 4, 5, tzinfo=UTC))
+        sandbox.create("WEB", "task")
+    sizes = Counter(issue.project for issue in sandbox.issues())
+    assert sizes["DATA"] > 2 * (sizes["PAY"] + sizes["OPS"] + sizes["WEB"])
+    with serve_in_thread(sandbox.app) as url:
+        adapter = _adapter(sandbox, url, partition_size=100, max_partitions=8)
+
+        full = run_sync(sessions, adapter, "full", concurrency=4)
+
+        assert full.ok, full.error
+        assert stored(sessions) == expected(sandbox)  # none missing
+        assert full.items_seen == len(sandbox.issues())  # none fetched twice
+        listings = {
+            s.jql.split(" ORDER BY ")[0]
+            for s in sandbox.searches
+            if s.fields != ("id",) and s.max_results > 1
+        }
+    if created == "in one minute":
+        assert listings == {'(project in ("PAY", "OPS", "WEB", "DATA"))'}
+    else:
+        assert len(listings) == 8
+        assert all("created" in jql and "id " not in jql for jql in listings)
 
 
 # --- Data Center's offset pages, while the issues change -------------------------------------

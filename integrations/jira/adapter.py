@@ -23,13 +23,17 @@ from integrations.jira import webhooks
 from integrations.jira.client import JiraHttp, Meter, RetryPolicy, Tally
 from integrations.jira.jql import (
     CENSUS_ORDER,
-    WHOLE_SCOPE,
-    id_ranges,
+    created_ranges,
     scope_jql,
     search_jql,
     since_literal,
 )
-from integrations.jira.mapping import DEFAULT_CANCELED_RESOLUTIONS, JiraFieldConfig, normalise
+from integrations.jira.mapping import (
+    DEFAULT_CANCELED_RESOLUTIONS,
+    JiraFieldConfig,
+    normalise,
+    parse_time,
+)
 
 STORY_POINTS_NAMES = ("Story Points", "Story point estimate")
 EPIC_LINK_NAME = "Epic Link"
@@ -60,7 +64,8 @@ class JiraAdapter:
     `jql` restricts the scope (default: every project the user can see). `story_points_field`
     and `epic_link_field` take field ids or names, comma-separated, and override discovery
     by name. `page_size` is the issues per search page; scopes larger than `partition_size`
-    issues are split into id ranges for concurrent fetching.
+    issues are split into creation-time ranges (at most `max_partitions`) for concurrent
+    fetching.
     """
 
     source = "jira"
@@ -186,29 +191,37 @@ class JiraAdapter:
 
     # --- fetching ---------------------------------------------------------------------------
 
-    def partitions(self) -> list[str]:
-        """Id ranges of about `partition_size` issues each (JQL restrictions), for
-        concurrent fetching; one range covering everything when the scope is small.
+    def partitions(self) -> list[str | None]:
+        """Creation-time ranges of about `partition_size` issues each (JQL restrictions such
+        as `created >= "2025-03-01 10:00" AND created < "2025-06-01 04:00"`), for concurrent
+        fetching; `[None]`, the whole scope in one listing, when the scope is small.
 
-        Ranges split the span between the first- and last-created issue evenly: Jira hands
-        out ids in creation order, so ranges hold similar numbers of issues, and, unlike
-        projects, they stay even when one project dwarfs the others.
+        Ranges split the span between the first- and last-created issue evenly: issues are
+        created at a fairly steady pace, so ranges hold similar numbers of issues, and,
+        unlike projects, they stay even when one project dwarfs the others. Not id ranges:
+        JQL compares ids as key numbers within one project (see `integrations.jira.jql`).
+        Times in JQL are read in the API user's zone, so without it (Jira did not say, or
+        named a zone unknown here) the scope stays whole rather than risk overlapping cuts.
         """
         tally = Tally(self._listings)
         site, scope = self.site(tally), self.scope(tally)
+        if site.zone is None:
+            self._carry(tally)
+            return [None]
         if site.cloud:
             counted = self._post(tally, "/rest/api/3/search/approximate-count", {"jql": scope})
             count = int(counted.get("count", 0))
         else:
             count = int(self._search(tally, site, scope, ["id"], 0).get("total", 0))
-        ends = []
+        first = last = None
         if count > self.partition_size:
-            ends = [self._edge_id(tally, site, scope, order) for order in ("ASC", "DESC")]
+            first, last = (self._edge_created(tally, site, scope, way) for way in ("ASC", "DESC"))
         self._carry(tally)
-        if len(ends) < 2 or None in ends:
-            return [WHOLE_SCOPE]
-        lowest, highest = sorted(int(e) for e in ends if e is not None)
-        return id_ranges(lowest, highest, count, self.partition_size, self.max_partitions)
+        if first is None or last is None:
+            return [None]
+        return created_ranges(
+            first, last, count, self.partition_size, self.max_partitions, site.zone
+        )
 
     def iter_pages(self, since: datetime | None, partition: str | None = None) -> Iterator[Page]:
         """Raw issues page by page, least recently updated first.
@@ -426,10 +439,18 @@ class JiraAdapter:
             f"searching {jql!r} did not end after {self.max_pages} pages", retryable=False
         )
 
-    def _edge_id(self, tally: Tally, site: JiraSite, scope: str, direction: str) -> str | None:
-        jql = search_jql(scope, order=f"created {direction}, id {direction}")
-        issues = self._search(tally, site, jql, ["id"], 1)["issues"]
-        return str(issues[0]["id"]) if issues else None
+    def _edge_created(
+        self, tally: Tally, site: JiraSite, scope: str, direction: str
+    ) -> datetime | None:
+        """When the first (ASC) or last (DESC) issue in scope was created; None when the
+        scope is empty or Jira answered no readable `created`."""
+        jql = search_jql(scope, order=f"created {direction}")
+        issues = self._search(tally, site, jql, ["created"], 1)["issues"]
+        fields = issues[0].get("fields") if issues and isinstance(issues[0], Mapping) else None
+        try:
+            return parse_time(fields.get("created")) if isinstance(fields, Mapping) else None
+        except ValueError:
+            return None
 
 
 def _api(cloud: bool) -> str:

@@ -1,7 +1,12 @@
 """The JQL Ladder sends, built by pure functions.
 
-Every query is bounded (Cloud's search rejects queries without a restriction) and ordered,
-so pages are stable: oldest update first for syncs, creation order for the id census.
+Every query is bounded (Cloud's search rejects queries without a restriction: the scope is
+one) and ordered, so pages are stable: oldest update first for syncs, creation order for the
+id census.
+
+No query compares `id` (or `key`): JQL reads `id >= 10500` as "issues of the project of issue
+10500 whose key number is at least its key number", and refuses an id that names no issue.
+Slices of the scope are creation-time ranges instead.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from itertools import pairwise
 
 SYNC_ORDER = "updated ASC, id ASC"
 CENSUS_ORDER = "created ASC, id ASC"
-WHOLE_SCOPE = "id >= 0"
+JQL_MINUTE = "%Y-%m-%d %H:%M"  # how JQL writes a time; it reads it in the API user's zone
 # JQL reads dates in the API user's time zone; without it, reach back a full day instead.
 UNKNOWN_ZONE_MARGIN = timedelta(hours=24)
 _ORDER_BY = re.compile(r"\s+order\s+by\s+.*$", re.IGNORECASE | re.DOTALL)
@@ -49,21 +54,47 @@ def since_literal(since: datetime, zone: tzinfo | None) -> str:
     if since.tzinfo is None:
         raise ValueError("since must be an aware datetime")
     local = since.astimezone(zone) if zone else since - UNKNOWN_ZONE_MARGIN
-    return local.strftime("%Y-%m-%d %H:%M")
+    return local.strftime(JQL_MINUTE)
 
 
-def id_ranges(lowest: int, highest: int, count: int, size: int, most: int) -> list[str]:
-    """Split ids into ranges of about `size` issues each (at most `most`), covering every id.
+def created_ranges(
+    first: datetime, last: datetime, count: int, size: int, most: int, zone: tzinfo
+) -> list[str | None]:
+    """Split the scope by creation time into slices of about `size` issues each (at most
+    `most`), covering every issue exactly once; `[None]`, the whole scope, when it is small.
 
-    The first range is open below and the last open above, so issues created after the
-    split, or older than the lowest id seen, still fall into exactly one range.
+    The cuts divide the span from the first to the last creation (aware times) evenly, as
+    "yyyy-MM-dd HH:mm" in `zone`, the zone JQL reads them in. The first slice is open below
+    and the last open above, so issues created after the split, or dated outside the span
+    seen, still fall into exactly one slice. Each cut is a later minute than the one before
+    (JQL's resolution; never two in one minute), and one that exists exactly once on the
+    zone's clock: a wall-clock time that a daylight-saving change skips or repeats could read
+    as an earlier moment than the cut before it, and two slices would then overlap.
     """
-    parts = max(1, min(most, math.ceil(count / max(size, 1)), highest - lowest + 1))
-    if parts == 1:
-        return [WHOLE_SCOPE]
-    span = highest + 1 - lowest
-    cuts = [lowest + round(i * span / parts) for i in range(1, parts)]
-    ranges = [f"id < {cuts[0]}"]
-    ranges += [f"id >= {a} AND id < {b}" for a, b in pairwise(cuts)]
-    ranges.append(f"id >= {cuts[-1]}")
+    parts = max(1, min(most, math.ceil(count / max(size, 1))))
+    cuts: list[datetime] = []
+    previous = _wall_minute(first, zone)
+    for part in range(1, parts):
+        cut = _wall_minute(first + (last - first) * part / parts, zone)
+        if cut > previous and _unambiguous(cut, zone):
+            cuts.append(cut)
+            previous = cut
+    if not cuts:
+        return [None]
+    bounds = [f'"{cut.strftime(JQL_MINUTE)}"' for cut in cuts]
+    ranges: list[str | None] = [f"created < {bounds[0]}"]
+    ranges += [f"created >= {a} AND created < {b}" for a, b in pairwise(bounds)]
+    ranges.append(f"created >= {bounds[-1]}")
     return ranges
+
+
+def _wall_minute(moment: datetime, zone: tzinfo) -> datetime:
+    """`moment` on `zone`'s clock (naive), floored to the minute."""
+    return moment.astimezone(zone).replace(tzinfo=None, second=0, microsecond=0)
+
+
+def _unambiguous(wall: datetime, zone: tzinfo) -> bool:
+    """Whether the wall-clock time `wall` happens exactly once in `zone` (not skipped or
+    repeated by a daylight-saving change): only then do both readings agree."""
+    earlier, later = (wall.replace(tzinfo=zone, fold=fold) for fold in (0, 1))
+    return earlier.utcoffset() == later.utcoffset()

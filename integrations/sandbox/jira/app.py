@@ -18,7 +18,7 @@ from bisect import bisect_right
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from starlette.applications import Starlette
@@ -26,9 +26,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from integrations.sandbox.jira.data import DEFAULT_START, Flavour, JiraStore, Kind, SandboxIssue
+from integrations.sandbox.jira.data import (
+    DEFAULT_SPAN,
+    DEFAULT_START,
+    Flavour,
+    JiraStore,
+    Kind,
+    SandboxIssue,
+)
 from integrations.sandbox.jira.faults import Faults
-from integrations.sandbox.jira.jql import JqlError, parse
+from integrations.sandbox.jira.jql import JqlError, Query, parse
 from integrations.sandbox.jira.render import ALL, NAVIGABLE, Renderer
 
 Handler = Callable[[Request, Renderer], Awaitable[Response]]
@@ -73,7 +80,9 @@ class JiraSandbox:
     `labels` (e.g. `bet:<key>`, `kr:<key>`, `ktlo`) are sprinkled over epics and stories;
     a mapping gives each project its own. `epics` are (project, summary) pairs created before
     the generated issues, so a project's named epics are its issues 1, 2, … in that order.
-    Issues are created over the 330 days from `start` and updated up to 60 days later.
+    Issues are created at a steady pace over `span` from `start` (330 days by default; a
+    span of zero puts them all in one minute) and updated up to 60 days later; `weights`,
+    one per project, make some projects bigger than others (by default all are alike).
     Dates in JQL and in payloads are in `time_zone`, the API user's zone, as in Jira.
     """
 
@@ -87,6 +96,8 @@ class JiraSandbox:
         *,
         epics: Sequence[tuple[str, str]] = (),
         start: datetime = DEFAULT_START,
+        span: timedelta = DEFAULT_SPAN,
+        weights: Sequence[float] | None = None,
         team_managed: Sequence[str] | None = None,
         time_zone: str = "Australia/Sydney",
         email: str = "ladder-bot@example.com",
@@ -99,7 +110,17 @@ class JiraSandbox:
             team_managed = projects[1::2]
         self.flavour: Flavour = flavour
         self.store = JiraStore(
-            flavour, projects, team_managed, time_zone, labels, issues, seed, epics, start
+            flavour,
+            projects,
+            team_managed,
+            time_zone,
+            labels,
+            issues,
+            seed,
+            epics,
+            start,
+            span,
+            weights,
         )
         self.faults = Faults(seed=seed)
         self.email, self.api_token, self.pat = email, api_token, pat
@@ -123,7 +144,7 @@ class JiraSandbox:
         return self.store.move(issue_id, project)
 
     def create(self, project: str, kind: Kind = "story", **details: Any) -> str:
-        """Create an issue (`summary`, `labels`, `parent`, `points`); return its id."""
+        """Create an issue (`summary`, `labels`, `parent`, `points`, `created`); return its id."""
         return self.store.create(project, kind, **details)
 
     def set_labels(self, issue_id: str | int, labels: Sequence[str]) -> None:
@@ -275,14 +296,11 @@ class JiraSandbox:
         self.searches.append(
             SearchRecord(request.url.path, jql, tuple(fields), max_results, token, None)
         )
-        try:
-            query = parse(jql, self.store.zone)
-        except JqlError as exc:
-            return jira_error(400, str(exc))
-        if not query.bounded:
-            return jira_error(400, UNBOUNDED)
         digest = hashlib.sha1(jql.encode()).hexdigest()[:12]
         with self.store.lock:
+            query = self._parse(jql, bounded=True)
+            if isinstance(query, Response):
+                return query
             keys, ids = self.store.search(jql, query)
             start = 0
             if token:
@@ -305,13 +323,11 @@ class JiraSandbox:
 
     async def _count(self, request: Request, render: Renderer) -> Response:
         jql = str((await _search_params(request)).get("jql") or "").strip()
-        try:
-            query = parse(jql, self.store.zone)
-        except JqlError as exc:
-            return jira_error(400, str(exc))
-        if not query.bounded:
-            return jira_error(400, UNBOUNDED)
-        return json_response({"count": len(self.store.search(jql, query)[1])})
+        with self.store.lock:
+            query = self._parse(jql, bounded=True)
+            if isinstance(query, Response):
+                return query
+            return json_response({"count": len(self.store.search(jql, query)[1])})
 
     async def _search_offset(self, request: Request, render: Renderer) -> Response:
         params = await _search_params(request)
@@ -322,11 +338,10 @@ class JiraSandbox:
         self.searches.append(
             SearchRecord(request.url.path, jql, tuple(fields), max_results, None, start)
         )
-        try:
-            query = parse(jql, self.store.zone)
-        except JqlError as exc:
-            return jira_error(400, str(exc))
         with self.store.lock:
+            query = self._parse(jql, bounded=False)
+            if isinstance(query, Response):
+                return query
             ids = self.store.search(jql, query)[1]
             page = ids[start : start + max_results]
             issues = [self._render(render, i, fields) for i in page]
@@ -338,6 +353,18 @@ class JiraSandbox:
             "issues": issues,
         }
         return json_response(body)
+
+    def _parse(self, jql: str, *, bounded: bool) -> Query | Response:
+        """The query, or the 400 Jira answers instead; `bounded`: refuse a query without a
+        restriction, as Cloud's newer endpoints do. Call it holding the store's lock, so the
+        issues the query names are those of the data searched."""
+        try:
+            query = parse(jql, self.store.zone, self.store.get)
+        except JqlError as exc:
+            return jira_error(400, str(exc))
+        if bounded and not query.bounded:
+            return jira_error(400, UNBOUNDED)
+        return query
 
     def _render(self, render: Renderer, issue_id: int, fields: list[str]) -> dict[str, Any]:
         issue = self.store.issues[issue_id]

@@ -10,11 +10,11 @@ from __future__ import annotations
 import random
 import threading
 import time
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left, insort
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -48,7 +48,7 @@ _NOUNS = ("checkout", "login", "search", "invoices", "onboarding", "exports", "a
 _AREAS = ("mobile", "web", "API", "admin console", "reports", "emails")
 _PLAIN_LABELS = ("frontend", "backend", "tech-debt", "customer")
 DEFAULT_START = datetime(2025, 1, 1, tzinfo=UTC)
-_SPAN_MS = 330 * 24 * 3600 * 1000  # issues are created over 330 days (most of 2025 by default)
+DEFAULT_SPAN = timedelta(days=330)  # issues are created over most of 2025 by default
 _DAY_MS = 24 * 3600 * 1000
 
 
@@ -137,9 +137,13 @@ class JiraStore:
         seed: int,
         epics: Sequence[tuple[str, str]] = (),
         start: datetime = DEFAULT_START,
+        span: timedelta = DEFAULT_SPAN,
+        weights: Sequence[float] | None = None,
     ) -> None:
         if not projects:
             raise ValueError("the sandbox needs at least one project")
+        if weights is not None and len(weights) != len(projects):
+            raise ValueError("weights need one number per project")
         self.flavour: Flavour = flavour
         self.fields = FIELDS[flavour]
         self.zone = ZoneInfo(time_zone)
@@ -165,16 +169,23 @@ class JiraStore:
         )
         self._rng = random.Random(seed)
         self._start_ms = int(start.timestamp() * 1000)
+        self._span_ms = int(span.total_seconds() * 1000)
         by_project = {
             key: list(labels.get(key, ()) if isinstance(labels, Mapping) else labels)
             for key in self.projects
         }
-        self._generate(issues, by_project, epics)
+        self._generate(issues, by_project, epics, weights)
+        # (created, id), sorted: queries bounded by creation time read only their part of it.
+        self._by_created = sorted((issue.created, issue.id) for issue in self.issues.values())
 
     # --- generation -------------------------------------------------------------------
 
     def _generate(
-        self, count: int, labels: dict[str, list[str]], named_epics: Sequence[tuple[str, str]]
+        self,
+        count: int,
+        labels: dict[str, list[str]],
+        named_epics: Sequence[tuple[str, str]],
+        weights: Sequence[float] | None,
     ) -> None:
         rng = self._rng
         epics: dict[str, list[int]] = {key: [] for key in self.projects}
@@ -187,8 +198,12 @@ class JiraStore:
             epics[project].append(epic.id)
         keys = list(self.projects)
         for n in range(count):
-            project = keys[n % len(keys)] if n < len(keys) else rng.choice(keys)
-            created = self._start_ms + n * _SPAN_MS // max(count, 1) + rng.randrange(60_000)
+            # Every project gets an issue first; then the weights (if any) set their sizes.
+            if n < len(keys):
+                project = keys[n]
+            else:
+                project = rng.choices(keys, weights)[0] if weights else rng.choice(keys)
+            created = self._start_ms + n * self._span_ms // max(count, 1) + rng.randrange(60_000)
             roll = rng.random()
             if not epics[project] or roll < 0.06:
                 kind: Kind = "epic"
@@ -302,6 +317,7 @@ class JiraStore:
                 issue = self.issues.pop(issue_id)
                 del self._keys[issue.key]
                 self._ids.pop(bisect_left(self._ids, issue_id))
+                self._by_created.pop(bisect_left(self._by_created, (issue.created, issue_id)))
                 for link in issue.links:
                     other = self.issues.get(link.other)
                     if other:
@@ -337,13 +353,17 @@ class JiraStore:
         labels: Sequence[str] = (),
         parent: str | int | None = None,
         points: float | None = None,
+        created: datetime | None = None,
     ) -> str:
-        """Create an issue now; return its id."""
+        """Create an issue now; return its id. `created` backdates it, as an import can."""
         with self.lock:
             now = int(time.time() * 1000)
-            issue = self._add(project, kind, int(parent) if parent else None, tuple(labels), now)
+            born = now if created is None else int(created.timestamp() * 1000)
+            issue = self._add(project, kind, int(parent) if parent else None, tuple(labels), born)
             issue.summary = summary or issue.summary
             issue.points = points
+            issue.updated = max(now, born)
+            insort(self._by_created, (issue.created, issue.id))
             self.version += 1
             return str(issue.id)
 
@@ -381,11 +401,7 @@ class JiraStore:
             if cache_key in self._cache:
                 self._cache.move_to_end(cache_key)
                 return self._cache[cache_key]
-            low = 0 if query.id_low is None else bisect_left(self._ids, query.id_low)
-            high = (
-                len(self._ids) if query.id_high is None else bisect_right(self._ids, query.id_high)
-            )
-            matches = [self.issues[i] for i in self._ids[low:high]]
+            matches = [self.issues[i] for i in self._candidates(query)]
             if query.where is not None:
                 matches = [i for i in matches if query.where(i)]
             keyed = sorted((query.sort_key(i), i.id) for i in matches)
@@ -394,6 +410,16 @@ class JiraStore:
             if len(self._cache) > 64:
                 self._cache.popitem(last=False)
             return result
+
+    def _candidates(self, query: Query) -> list[int]:
+        """The ids `query` can match at most: those created within its creation bounds."""
+        low, high = query.created_low, query.created_high
+        if low is None and high is None:
+            return self._ids
+        index = self._by_created
+        start = 0 if low is None else bisect_left(index, (low,))
+        end = len(index) if high is None else bisect_left(index, (high + 1,))
+        return [issue_id for _, issue_id in index[start:end]]
 
     def ids(self) -> list[str]:
         with self.lock:

@@ -1,10 +1,11 @@
 """The subset of JQL the sandbox Jira understands, and nothing more.
 
-Clauses on `project` (=, !=, in, not in), `id` (comparisons and in), and `updated` / `created`
-(comparisons against "yyyy-MM-dd[ HH:mm]" in the user's time zone), combined with AND, OR,
-NOT and parentheses, then an optional ORDER BY over id, updated and created. Anything else is
-rejected with the message Jira gives, so a client that drifts from what it is meant to send
-fails in tests instead of against a real site.
+Clauses on `project` (=, !=, in, not in), the issue clause `id` / `issue` / `issuekey` / `key`
+(=, !=, in, not in, and comparisons, as Jira means them: see `_Parser.issue_clause`), and
+`updated` / `created` (comparisons against "yyyy-MM-dd[ HH:mm]" in the user's time zone),
+combined with AND, OR, NOT and parentheses, then an optional ORDER BY over id, updated and
+created. Anything else is rejected with the message Jira gives, so a client that drifts from
+what it is meant to send fails in tests instead of against a real site.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
-from typing import Any, Protocol
+from typing import Protocol
 
 
 class JqlError(ValueError):
@@ -22,31 +23,39 @@ class JqlError(ValueError):
 
 class Searchable(Protocol):
     id: int
+    key: str
     project: str
     updated: int
     created: int
 
 
 Predicate = Callable[[Searchable], bool]
+# The issue an id or key names (a key it had before a move too), as Jira resolves literals.
+Lookup = Callable[[str], Searchable | None]
+ISSUE_FIELDS = frozenset({"id", "issue", "issuekey", "key"})
 SORTABLE = {"id": "id", "key": "id", "issuekey": "id", "updated": "updated", "created": "created"}
 _TOKEN = re.compile(
     r"""\s*(?:(?P<string>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')|(?P<op>!=|>=|<=|=|>|<|\(|\)|,)"""
     r"""|(?P<word>[^\s"'=!<>(),]+))"""
 )
 _DATE_FORMATS = ("%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M", "%Y-%m-%d", "%Y/%m/%d")
+_ISSUE_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]*-[0-9]+")
 
 
 @dataclass(frozen=True, slots=True)
 class Query:
-    """A parsed query: what to keep, how to order it, and the id bounds it implies."""
+    """A parsed query: what to keep, how to order it, and the creation times it implies."""
 
     where: Predicate | None
     order: tuple[tuple[str, bool], ...]  # (attribute, descending)
-    id_low: int | None  # inclusive bounds from top-level AND clauses, for index narrowing
-    id_high: int | None
+    # Inclusive bounds on `created` (epoch ms) from top-level AND clauses, for index narrowing.
+    created_low: int | None
+    created_high: int | None
 
     @property
     def bounded(self) -> bool:
+        """Whether Cloud's /search/jql takes the query: it refuses one without any restriction
+        (an empty query, or ORDER BY alone), whatever the restriction is."""
         return self.where is not None
 
     def sort_key(self, issue: Searchable) -> tuple[int, ...]:
@@ -55,9 +64,10 @@ class Query:
         return (*key, issue.id)
 
 
-def parse(jql: str, zone: tzinfo) -> Query:
-    """Parse `jql`; dates without an offset are read in `zone`, as Jira reads them."""
-    return _Parser(_tokens(jql), zone).query()
+def parse(jql: str, zone: tzinfo, lookup: Lookup) -> Query:
+    """Parse `jql`; dates without an offset are read in `zone`, as Jira reads them, and the
+    issues that ids and keys name are found with `lookup` (one naming none is an error)."""
+    return _Parser(_tokens(jql), zone, lookup).query()
 
 
 def _tokens(jql: str) -> list[tuple[str, str]]:
@@ -77,10 +87,11 @@ def _tokens(jql: str) -> list[tuple[str, str]]:
 
 
 class _Parser:
-    def __init__(self, tokens: list[tuple[str, str]], zone: tzinfo) -> None:
+    def __init__(self, tokens: list[tuple[str, str]], zone: tzinfo, lookup: Lookup) -> None:
         self.tokens = tokens
         self.position = 0
         self.zone = zone
+        self.lookup = lookup
         self.low: int | None = None
         self.high: int | None = None
 
@@ -140,7 +151,7 @@ class _Parser:
             parts.append(self.conjunction(False))
         if len(parts) == 1:
             return parts[0]
-        if top:  # id bounds only hold when every result must satisfy them
+        if top:  # creation bounds only hold when every result must satisfy them
             self.low = self.high = None
         return lambda issue: any(part(issue) for part in parts)
 
@@ -166,10 +177,10 @@ class _Parser:
         name = field.lower()
         if self.keyword("not", "in"):
             values = self.values()
-            inner = self.membership(name, values)
+            inner = self.membership(field, values)
             return lambda issue: not inner(issue)
         if self.keyword("in"):
-            return self.membership(name, self.values())
+            return self.membership(field, self.values())
         kind, operator = self.take()
         if kind != "op" or operator not in {"=", "!=", ">", ">=", "<", "<="}:
             raise JqlError(f"Error in the JQL Query: expecting an operator after '{field}'.")
@@ -185,21 +196,44 @@ class _Parser:
                 if operator == "="
                 else (lambda i: i.project != wanted)
             )
-        if name in {"id", "issue", "issuekey", "key"}:
-            number = _integer(value)
-            if top:
-                self.narrow(operator, number)
-            return _compare("id", operator, number)
+        if name in ISSUE_FIELDS:
+            return self.issue_clause(field, operator, value)
         if name in {"updated", "created"}:
-            return _compare(name, operator, self.timestamp(value))
+            moment = self.timestamp(value)
+            if top and name == "created":
+                self.narrow(operator, moment)
+            return _compare(name, operator, moment)
         raise JqlError(f"Field '{field}' does not exist or you do not have permission to view it.")
 
-    def membership(self, name: str, values: list[str]) -> Predicate:
+    def issue_clause(self, field: str, operator: str, value: str) -> Predicate:
+        """`id` / `key` / … as Jira's issue key clause reads them: `=` and `!=` are that issue;
+        `<`, `<=`, `>`, `>=` keep the issues of that issue's project whose key number compares
+        so with its key number. So `id >= 10500`, 10500 being PAY-7, is PAY-7, PAY-8, … and no
+        issue of another project: not an id range."""
+        named = self.resolve(field, value)
+        if operator in {"=", "!="}:
+            wanted = named.id
+            return (lambda i: i.id == wanted) if operator == "=" else (lambda i: i.id != wanted)
+        project, number = named.project, _key_number(named.key)
+        test = _compare_to(operator, number)
+        return lambda issue: issue.project == project and test(_key_number(issue.key))
+
+    def resolve(self, field: str, value: str) -> Searchable:
+        """The issue an id or key names; Jira's validator refuses one that names none."""
+        if not (value.isdigit() or _ISSUE_KEY.fullmatch(value)):
+            raise JqlError(f"The issue key '{value}' for field '{field}' is invalid.")
+        issue = self.lookup(value)
+        if issue is None:
+            raise JqlError(f"An issue with key '{value}' does not exist for field '{field}'.")
+        return issue
+
+    def membership(self, field: str, values: list[str]) -> Predicate:
+        name = field.lower()
         if name == "project":
             projects = {v.upper() for v in values}
             return lambda issue: issue.project in projects
-        if name in {"id", "issue", "issuekey", "key"}:
-            ids = {_integer(v) for v in values}
+        if name in ISSUE_FIELDS:
+            ids = {self.resolve(field, v).id for v in values}
             return lambda issue: issue.id in ids
         raise JqlError(f"The operator 'in' is not supported by the '{name}' field.")
 
@@ -217,9 +251,9 @@ class _Parser:
             if value != ",":
                 raise JqlError("Error in the JQL Query: expecting ',' or ')'.")
 
-    def narrow(self, operator: str, number: int) -> None:
-        low = {">=": number, ">": number + 1, "=": number}.get(operator)
-        high = {"<": number - 1, "<=": number, "=": number}.get(operator)
+    def narrow(self, operator: str, moment: int) -> None:
+        low = {">=": moment, ">": moment + 1, "=": moment}.get(operator)
+        high = {"<": moment - 1, "<=": moment, "=": moment}.get(operator)
         if low is not None:
             self.low = low if self.low is None else max(self.low, low)
         if high is not None:
@@ -238,15 +272,13 @@ class _Parser:
         )
 
 
-def _integer(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise JqlError(f"The value '{text}' does not exist for the field 'id'.") from None
+def _key_number(key: str) -> int:
+    """The number in an issue key: 7 for PAY-7."""
+    return int(key.rpartition("-")[2])
 
 
-def _compare(attribute: str, operator: str, value: int) -> Predicate:
-    tests: dict[str, Callable[[Any], bool]] = {
+def _compare_to(operator: str, value: int) -> Callable[[int], bool]:
+    tests: dict[str, Callable[[int], bool]] = {
         "=": lambda v: v == value,
         "!=": lambda v: v != value,
         ">": lambda v: v > value,
@@ -254,5 +286,9 @@ def _compare(attribute: str, operator: str, value: int) -> Predicate:
         "<": lambda v: v < value,
         "<=": lambda v: v <= value,
     }
-    test = tests[operator]
+    return tests[operator]
+
+
+def _compare(attribute: str, operator: str, value: int) -> Predicate:
+    test = _compare_to(operator, value)
     return lambda issue: test(getattr(issue, attribute))

@@ -331,6 +331,8 @@ class StartedRun:
             raise
         self._write(pending, rules, progress)
         if unmapped:
+            # Partitions arrive in any order: sorted, the message is the same run after run.
+            unmapped.sort(key=lambda external_id: (len(external_id), external_id))
             named = ", ".join(unmapped[:_NAMED_FAILURES])
             rest = len(unmapped) - _NAMED_FAILURES
             more = f" and {rest} more" if rest > 0 else ""

@@ -20,6 +20,7 @@ Request counts are the sandbox's own, so nothing a client does goes uncounted.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import os
@@ -159,6 +160,7 @@ def ladder(url: str, database_url: str, mode: str, concurrency: int, warm: bool)
     if warm:  # what a scheduler process learnt on an earlier tick
         adapter.site()  # type: ignore[attr-defined]
         adapter.scope()  # type: ignore[attr-defined]
+    gc.freeze()  # as `ladder sync` does once it has started
     print(json.dumps("ready"), flush=True)
     sys.stdin.readline()
     sessions = session_factory(make_engine(database_url))

@@ -6,10 +6,12 @@ Transactions belong at the boundary (a request, a job, a CLI command): callers o
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import random
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -17,9 +19,14 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+DEADLOCK = "40P01"  # PostgreSQL's SQLSTATE for "deadlock detected"
+DEADLOCK_ATTEMPTS = 3
+
+T = TypeVar("T")
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -59,6 +66,24 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on any error."""
     with factory() as session, session.begin():
         yield session
+
+
+def retry_deadlocks(work: Callable[[], T], attempts: int = DEADLOCK_ATTEMPTS) -> T:
+    """Run `work`, a whole transaction, again when PostgreSQL broke a deadlock by aborting it.
+
+    Writers lock rows in one order wherever they can, but a re-match also locks the trees of
+    what it wrote, which another writer may hold: PostgreSQL then rolls one back, and running
+    it again once the other has committed is the cure.
+    """
+    attempt = 1
+    while True:
+        try:
+            return work()
+        except OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) != DEADLOCK or attempt >= attempts:
+                raise
+        time.sleep(random.uniform(0, 0.05 * attempt))  # let the other writer finish
+        attempt += 1
 
 
 def _alembic_config() -> Config:

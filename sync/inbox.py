@@ -21,7 +21,7 @@ from sqlalchemy import Insert, Table, select, tuple_, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from integrations.base import NormalisedItem, TrackerAdapter, WebhookEvent
-from sync.db import transaction
+from sync.db import retry_deadlocks, transaction
 from sync.errors import Conflict, Invalid, NotFound
 from sync.items import dialect_insert, mark_deleted, upsert_items
 from sync.matching import MatchRules, rematch_items
@@ -279,17 +279,13 @@ def process(
         except Exception as exc:  # any failure is recorded and retried
             failures[event.id] = _describe(exc)
     try:
-        with transaction(sessions) as session:
-            report.items_changed = _apply(session, list(changes.values()), rules)
-            _settle_processed(session, list(changes), clock())
+        report.items_changed = _commit(sessions, changes, rules, clock)
         report.processed = len(changes)
     except Exception as exc:
         log.warning("inbox batch failed, applying events one by one", extra={"error": str(exc)})
         for event_id, change in changes.items():
             try:
-                with transaction(sessions) as session:
-                    report.items_changed += _apply(session, [change], rules)
-                    _settle_processed(session, [event_id], clock())
+                report.items_changed += _commit(sessions, {event_id: change}, rules, clock)
                 report.processed += 1
             except Exception as single:
                 failures[event_id] = _describe(single)
@@ -324,6 +320,24 @@ def _changes_for(event: Claimed, adapters: Mapping[str, TrackerAdapter]) -> _Cha
             else:
                 changes.items.append(adapter.normalise(raw))
     return changes
+
+
+def _commit(
+    sessions: sessionmaker[Session],
+    changes: Mapping[int, _Changes],
+    rules: MatchRules,
+    clock: Clock,
+) -> int:
+    """Apply the events' changes and mark them processed, in one transaction (run again if
+    it lost a deadlock to another writer); how many items changed."""
+
+    def apply_and_settle() -> int:
+        with transaction(sessions) as session:
+            changed = _apply(session, list(changes.values()), rules)
+            _settle_processed(session, list(changes), clock())
+            return changed
+
+    return retry_deadlocks(apply_and_settle)
 
 
 def _apply(session: Session, changes: Sequence[_Changes], rules: MatchRules) -> int:

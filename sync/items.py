@@ -122,9 +122,11 @@ def _row(item: NormalisedItem, now: datetime) -> dict[str, Any]:
 
 
 def _newest_per_item(items: Sequence[NormalisedItem]) -> list[NormalisedItem]:
-    """One version per item: the same item twice in one statement is an error on PostgreSQL.
+    """One version per item, in key order.
 
-    It happens when an item changes while a search pages past it.
+    The same item twice in one statement is an error on PostgreSQL; it happens when an item
+    changes while a search pages past it. Key order: writers that lock the rows they upsert
+    in one order never wait on each other in a circle (a deadlock).
     """
     newest: dict[tuple[str, str], NormalisedItem] = {}
     for item in items:
@@ -132,7 +134,7 @@ def _newest_per_item(items: Sequence[NormalisedItem]) -> list[NormalisedItem]:
         kept = newest.get(key)
         if kept is None or kept.updated_at <= item.updated_at:
             newest[key] = item
-    return list(newest.values())
+    return [newest[key] for key in sorted(newest)]
 
 
 def upsert_items(session: Session, items: Sequence[NormalisedItem]) -> list[int]:

@@ -240,8 +240,10 @@ def _rematch_scope(session: Session, catalogue: Catalogue, seeds: set[int]) -> i
     scope = _closure(session, seeds)
     # A webhook and a sync may re-match the same item at once: the second waits for the
     # first to commit (PostgreSQL; SQLite has one writer anyway), then rewrites its rows.
+    # In id order (chunks are sorted), so that writers lock in one order.
     for chunk in chunks(scope):
-        session.execute(select(ITEMS.c.id).where(ITEMS.c.id.in_(chunk)).with_for_update())
+        locked = select(ITEMS.c.id).where(ITEMS.c.id.in_(chunk)).order_by(ITEMS.c.id)
+        session.execute(locked.with_for_update())
     former_parents = _parents_of(session, scope)
     for chunk in chunks(scope):
         session.execute(delete(MATCHES).where(MATCHES.c.item_id.in_(chunk)))

@@ -32,7 +32,7 @@ from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from integrations.base import NormalisedItem, Page, TrackerAdapter, TrackerError
-from sync.db import transaction
+from sync.db import retry_deadlocks, transaction
 from sync.errors import Conflict, Invalid
 from sync.items import (
     forget_seen,
@@ -346,12 +346,17 @@ class StartedRun:
     ) -> None:
         """Upsert one batch (re-matched here, or all at the end of a full run), with the
         run's counters, in one transaction."""
-        with transaction(self.sessions) as session:
-            changed = upsert_items(session, batch)
-            if self.mode != "full":
-                _rematch(session, changed, rules)
-            self._upserted += len(changed)
-            self._save_counters(session)
+
+        def write() -> int:
+            with transaction(self.sessions) as session:
+                changed = upsert_items(session, batch)
+                if self.mode != "full":
+                    _rematch(session, changed, rules)
+                self._save_counters(session, upserted_now=len(changed))
+            return len(changed)
+
+        # A webhook batch may re-match the same items at once (see `retry_deadlocks`).
+        self._upserted += retry_deadlocks(write)
         self._report(progress)
 
     def _census(
@@ -384,11 +389,16 @@ class StartedRun:
             return self._paged_requests
         return self._meter.listing_requests - self._metered_from
 
-    def _save_counters(self, session: Session) -> None:
+    def _save_counters(self, session: Session, upserted_now: int = 0) -> None:
+        """Record the run's counters, with `upserted_now` items this transaction wrote."""
         session.execute(
             update(SyncRun)
             .where(SyncRun.id == self.run_id)
-            .values(items_seen=self._seen, items_upserted=self._upserted, requests=self._requests)
+            .values(
+                items_seen=self._seen,
+                items_upserted=self._upserted + upserted_now,
+                requests=self._requests,
+            )
         )
 
     def _report(self, progress: Callable[[SyncProgress], None] | None) -> None:

@@ -64,6 +64,16 @@ _MATCH_COLUMNS = [
 ]
 
 
+# Taken as they are from an item's own facts when its state is restated.
+_CARRIED = (
+    "non_okr_label",
+    "bucket",
+    "resolved_at",
+    "project",
+    "container",
+    "work_item",
+    "estimate",
+)
 # Replaced when an item is matched again; `estimated_below` and `points` are left to
 # `refresh_points`, which writes them only where they change.
 _RESTATED = (
@@ -72,13 +82,7 @@ _RESTATED = (
     "source_id",
     "target_kind",
     "target_id",
-    "non_okr_label",
-    "bucket",
-    "resolved_at",
-    "project",
-    "container",
-    "work_item",
-    "estimate",
+    *_CARRIED,
     "time_spent",
 )
 
@@ -125,18 +129,7 @@ def write_states(
                     "target_kind"
                 ),
                 case((inherits, walk.c.target_id), else_=nodes.c.target_id).label("target_id"),
-                *[
-                    nodes.c[name]
-                    for name in (
-                        "non_okr_label",
-                        "bucket",
-                        "resolved_at",
-                        "project",
-                        "container",
-                        "work_item",
-                        "estimate",
-                    )
-                ],
+                *[nodes.c[name] for name in _CARRIED],
                 below.label("estimated_below"),
                 case((or_(nodes.c.container, below), 0.0), else_=nodes.c.points).label("points"),
                 nodes.c.time_spent,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -63,6 +64,20 @@ class ServedJira:
             linear_webhook_secret=LINEAR_SECRET,
             **overrides,
         )
+
+    def environment(self, database_url: str, **settings: str) -> dict[str, str]:
+        """The environment of a `ladder` process pointed at this sandbox and `database_url`,
+        with the webhook secret set and the scheduler off; `settings` add LADDER_ variables
+        (`webhook_worker="off"` → LADDER_WEBHOOK_WORKER=off)."""
+        return os.environ | {
+            "LADDER_DATABASE_URL": database_url,
+            "LADDER_JIRA_URL": self.url,
+            "LADDER_JIRA_EMAIL": self.sandbox.email,
+            "LADDER_JIRA_API_TOKEN": self.sandbox.api_token,
+            "LADDER_JIRA_WEBHOOK_SECRET": JIRA_SECRET,
+            "LADDER_SCHEDULER": "off",
+            **{f"LADDER_{name.upper()}": value for name, value in settings.items()},
+        }
 
     def delivery(self, issue_id: str, event: str = "jira:issue_updated") -> bytes:
         """The body Jira sends for `event` on this issue: the issue in its v2 shape."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,7 +12,6 @@ from pathlib import Path
 import httpx
 import pytest
 from realtime_support import (
-    JIRA_SECRET,
     LADDER,
     ServedJira,
     jira_fixture,  # noqa: F401 — provides `jira`
@@ -231,15 +229,7 @@ def test_a_process_killed_after_accepting_loses_nothing(
             "issueLink": {"id": 7, "sourceIssueId": int(source), "destinationIssueId": int(target)},
         }
     ).encode()
-    env = os.environ | {
-        "LADDER_DATABASE_URL": database_url,
-        "LADDER_JIRA_URL": jira.url,
-        "LADDER_JIRA_EMAIL": jira.sandbox.email,
-        "LADDER_JIRA_API_TOKEN": jira.sandbox.api_token,
-        "LADDER_JIRA_WEBHOOK_SECRET": JIRA_SECRET,
-        "LADDER_SCHEDULER": "off",
-        "LADDER_WEBHOOK_LEASE_SECONDS": "1",
-    }
+    env = jira.environment(database_url, webhook_lease_seconds="1")
     # The first request to Jira hangs: the event is accepted and claimed, never finished.
     jira.sandbox.faults.hang_seconds = 3
     jira.sandbox.faults.inject("timeout", 1)
@@ -262,15 +252,7 @@ def test_with_the_worker_off_in_serve_ladder_worker_processes_the_events(
 ) -> None:
     issue_id = jira.sandbox.create("PAY")
     body = jira.delivery(issue_id)
-    env = os.environ | {
-        "LADDER_DATABASE_URL": database_url,
-        "LADDER_JIRA_URL": jira.url,
-        "LADDER_JIRA_EMAIL": jira.sandbox.email,
-        "LADDER_JIRA_API_TOKEN": jira.sandbox.api_token,
-        "LADDER_JIRA_WEBHOOK_SECRET": JIRA_SECRET,
-        "LADDER_SCHEDULER": "off",
-        "LADDER_WEBHOOK_WORKER": "off",
-    }
+    env = jira.environment(database_url, webhook_worker="off")
     with ladder_serve(env, tmp_path) as url:
         response = httpx.post(f"{url}/webhooks/jira", content=body, headers=jira_headers(body))
         event_id = response.json()["id"]

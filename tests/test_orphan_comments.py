@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -185,6 +184,18 @@ def switch_on(sessions: sessionmaker[Session], adapters: dict[str, object], **po
     return chosen
 
 
+def an_orphan(
+    sessions: sessionmaker[Session], jira: ServedJira, **policy: object
+) -> tuple[dict[str, object], CommentPolicy, str]:
+    """Comments switched on for the sandbox Jira, and a new unlabelled issue in the store:
+    the adapters, the policy and the issue's id."""
+    adapters: dict[str, object] = {"jira": jira.adapter()}
+    chosen = switch_on(sessions, adapters, **policy)
+    issue_id = jira.sandbox.create("PAY")
+    land(sessions, jira, issue_id)
+    return adapters, chosen, issue_id
+
+
 def after_grace(policy: CommentPolicy) -> datetime:
     return utcnow() + timedelta(seconds=policy.grace_seconds + 1)
 
@@ -223,10 +234,7 @@ def test_one_comment_after_the_grace_period_then_updated_once_linked(
 def test_two_replicas_at_once_post_one_comment(
     sessions: sessionmaker[Session], jira: ServedJira
 ) -> None:
-    adapters = {"jira": jira.adapter()}
-    policy = switch_on(sessions, adapters)
-    issue_id = jira.sandbox.create("PAY")
-    land(sessions, jira, issue_id)
+    adapters, policy, issue_id = an_orphan(sessions, jira)
     jira.sandbox.faults.latency = 0.3  # both replicas are mid-flight at the same time
     start = threading.Barrier(2)
     reports = []
@@ -253,10 +261,7 @@ def test_two_replicas_at_once_post_one_comment(
 def test_a_failed_post_is_retried_after_its_backoff_and_still_one_comment(
     fault: str, jira_stored_it: bool, sessions: sessionmaker[Session], jira: ServedJira
 ) -> None:
-    adapters = {"jira": jira.adapter()}
-    policy = switch_on(sessions, adapters, retry_seconds=120)
-    issue_id = jira.sandbox.create("PAY")
-    land(sessions, jira, issue_id)
+    adapters, policy, issue_id = an_orphan(sessions, jira, retry_seconds=120)
     jira.sandbox.faults.inject(fault, 1, path="/comment")  # type: ignore[arg-type]
     moment = after_grace(policy)
     report = comments.run(sessions, adapters, policy, now=moment)
@@ -296,21 +301,13 @@ def test_a_round_killed_mid_post_is_finished_once_its_claim_runs_out(
     jira: ServedJira,
     tmp_path: Path,
 ) -> None:
-    adapters = {"jira": jira.adapter()}
-    policy = switch_on(sessions, adapters, grace_seconds=0)
-    issue_id = jira.sandbox.create("PAY")
-    land(sessions, jira, issue_id)
+    adapters, policy, issue_id = an_orphan(sessions, jira, grace_seconds=0)
     if landed:
         jira.sandbox.faults.latency = 1.0  # Jira stores the comment after the process died
     else:
         jira.sandbox.faults.hang_seconds = 3
         jira.sandbox.faults.inject("timeout", 1, path="/comment")  # Jira never stores it
-    env = os.environ | {
-        "LADDER_DATABASE_URL": database_url,
-        "LADDER_JIRA_URL": jira.url,
-        "LADDER_JIRA_EMAIL": jira.sandbox.email,
-        "LADDER_JIRA_API_TOKEN": jira.sandbox.api_token,
-    }
+    env = jira.environment(database_url)
     comment_path = f"/rest/api/2/issue/{issue_id}/comment"
     with killed_at_exit(env, tmp_path, "-c", COMMENT_ROUND):
         wait_for(lambda: jira.sandbox.requests_by_path[comment_path] == 1)
@@ -333,10 +330,7 @@ def test_a_round_killed_mid_post_is_finished_once_its_claim_runs_out(
 def test_a_failed_claim_is_dropped_when_the_item_no_longer_needs_it(
     sessions: sessionmaker[Session], jira: ServedJira
 ) -> None:
-    adapters = {"jira": jira.adapter()}
-    policy = switch_on(sessions, adapters)
-    issue_id = jira.sandbox.create("PAY")
-    land(sessions, jira, issue_id)
+    adapters, policy, issue_id = an_orphan(sessions, jira)
     jira.sandbox.faults.inject("server_error", 1, path="/comment")
     assert comments.run(sessions, adapters, policy, now=after_grace(policy)).failed == 1
     jira.sandbox.set_labels(issue_id, [BET_LABEL])

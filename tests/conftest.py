@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
+from support.reference import MISSING, present, under_ci
 
 from service.app import create_app
 from service.settings import Settings
@@ -29,11 +31,24 @@ from sync.tokens import Role, create_token
 POSTGRES_SERVER = os.environ.get(
     "LADDER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
-REFERENCE = Path(
-    os.environ.get(
-        "LADDER_REFERENCE_DIR", Path(__file__).resolve().parents[2] / "shared" / "reference"
-    )
-)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Under CI=true the reference corpus must be there: its conformance tests always run."""
+    if under_ci() and not present():
+        pytest.exit(f"CI=true but {MISSING}", returncode=1)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line per reason for skipped tests; the conformance ones say how to run them."""
+    reasons: Counter[str] = Counter()
+    for report in terminalreporter.stats.get("skipped", []):
+        if "tests/conformance/" in report.nodeid:
+            reasons["conformance tests skipped: " + MISSING] += 1
+        elif isinstance(report.longrepr, tuple):
+            reasons["skipped: " + str(report.longrepr[2]).removeprefix("Skipped: ")] += 1
+    for reason, count in sorted(reasons.items()):
+        terminalreporter.write_line(f"{count} {reason}")
 
 
 def _server_url(database: str) -> str:

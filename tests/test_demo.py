@@ -126,22 +126,21 @@ def test_the_sandboxes_stop_with_the_demo(demo_settings: Settings) -> None:
         httpx.get(f"{url}/rest/api/3/serverInfo")
 
 
-def test_without_linear_schema_the_demo_syncs_jira_only(
+def test_without_the_reference_corpus_the_demo_still_serves_both_trackers(
     demo_settings: Settings,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """The sandbox Linear's schema ships with the package: a clone without the corpus has it."""
     monkeypatch.setenv("LADDER_REFERENCE_DIR", str(tmp_path / "no-reference"))
     with demo.prepare(demo_settings, tracker_issues=10) as prepared:
-        lines = capsys.readouterr().out.splitlines()
-        assert [line for line in lines if "Linear" in line] == [
-            line for line in lines if line.startswith("Jira only, no sandbox Linear: ")
-        ]
-        assert len([line for line in lines if "Linear" in line]) == 1
-        assert "jira synced: " in "\n".join(lines)
-        assert prepared.settings.linear_api_key is None
-        assert "Sandbox Linear" not in demo.welcome(prepared)
+        printed = capsys.readouterr().out
+        assert "jira synced: " in printed and "linear synced: " in printed
+        sandboxes = prepared.sandboxes
+        assert sandboxes is not None
+        assert prepared.settings.linear_api_key == sandboxes.linear.api_key
+        assert f"Sandbox Linear  {sandboxes.linear_url}" in demo.welcome(prepared)
         with TestClient(create_app(prepared.settings)) as client:
             items = _all(client, "/api/items", prepared.token)
-        assert {item["source"] for item in items} == {"jira"}
+        assert {item["source"] for item in items} == {"jira", "linear"}

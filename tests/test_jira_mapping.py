@@ -1,13 +1,14 @@
-"""Jira mapping: every issue payload in the reference material against its golden item.
+"""Jira mapping: every issue in our own fixtures (tests/fixtures/jira) against its golden item.
 
-The golden files under tests/golden/jira/ are the specification, reviewed by hand against the
-payloads. `LADDER_UPDATE_GOLDEN=1 pytest tests/test_jira_mapping.py` rewrites them after a
-deliberate change; without it any difference fails.
+The fixtures are written by us in the shapes Jira answers in (see their README); the golden
+files `tests/golden/jira/fixture__*.json` are the specification, reviewed by hand against them.
+`LADDER_UPDATE_GOLDEN=1 pytest tests/test_jira_mapping.py` rewrites them after a deliberate
+change; without it any difference fails. The same rules are checked on real captures by
+tests/conformance/test_jira_mapping_reference.py.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Iterator
 from dataclasses import replace
@@ -15,9 +16,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from conftest import REFERENCE
-from golden import GOLDEN as GOLDEN_ROOT
-from golden import UPDATE, as_json, assert_golden
+from support.golden import GOLDEN as GOLDEN_ROOT
+from support.golden import UPDATE, as_json, assert_golden
+from support.reference import FIXTURES
 
 from integrations.base import TrackerError
 from integrations.jira.mapping import (
@@ -28,73 +29,77 @@ from integrations.jira.mapping import (
     parse_time,
 )
 
-SAMPLES = REFERENCE / "jira" / "samples"
+JIRA = FIXTURES / "jira"
 GOLDEN = GOLDEN_ROOT / "jira"
-LOGGER_KEYS = ("level", "message", "label")  # added by jira-to-matrix's logger, not by Jira
-
-csv.field_size_limit(2**31 - 1)
+PREFIX = "fixture__"
 
 
-def _merico_issue_types() -> dict[str, str]:
-    """The merico.atlassian.net issue types (Chinese names → untranslated), from `/issuetype`."""
-    path = SAMPLES / "devlake-e2e" / "raw_tables" / "_raw_jira_api_issue_types.csv"
-    with path.open(encoding="utf-8") as handle:
-        types = [json.loads(row["data"]) for row in csv.DictReader(handle)]
-    return {t["id"]: t["untranslatedName"] for t in types}
+def load(name: str) -> Any:
+    """One fixture file, parsed."""
+    return json.loads((JIRA / name).read_text(encoding="utf-8"))
 
 
-# The field configuration of each site the samples come from, as its /field list would give.
-MERICO = JiraFieldConfig(
-    # DevLake's e2e scope config names customfield_10024 as the story points field.
-    story_points_fields=("customfield_10024", "customfield_10016"),
-    epic_link_field="customfield_10014",
-    issue_type_names=_merico_issue_types(),
+def field_id(fields: list[dict[str, Any]], name: str) -> str:
+    """The id of the one field called `name` in a `/field` list."""
+    (found,) = [f["id"] for f in fields if f.get("untranslatedName", f["name"]) == name]
+    return str(found)
+
+
+# The sites' configurations, read from their /field and /issuetype lists the way the adapter's
+# discovery does (Story Points first, then the team-managed estimate).
+_CLOUD_FIELDS = load("cloud_field.json")
+CLOUD = JiraFieldConfig(
+    story_points_fields=(
+        field_id(_CLOUD_FIELDS, "Story Points"),
+        field_id(_CLOUD_FIELDS, "Story point estimate"),
+    ),
+    epic_link_field=field_id(_CLOUD_FIELDS, "Epic Link"),
+    issue_type_names={t["id"]: t["untranslatedName"] for t in load("cloud_issuetype.json")},
 )
-# jira-to-matrix's site: the issue_created changelog shows "Epic Link" stored in customfield_10006.
-JIRA_TO_MATRIX = JiraFieldConfig(epic_link_field="customfield_10006")
+_DC_FIELDS = load("dc_field.json")
+DC = JiraFieldConfig(
+    story_points_fields=(field_id(_DC_FIELDS, "Story Points"),),
+    epic_link_field=field_id(_DC_FIELDS, "Epic Link"),
+)
 PLAIN = JiraFieldConfig()
 
 
-def reference_issues() -> Iterator[tuple[str, dict[str, Any], JiraFieldConfig]]:
-    """(golden name, issue payload, site config) for every Jira issue in the reference."""
-    examples = SAMPLES / "atlassian-openapi-examples"
-    for path in sorted(examples.glob("*.json")):
+def fixture_issues() -> Iterator[tuple[str, dict[str, Any], JiraFieldConfig]]:
+    """(golden name, issue payload, site config) for every issue in our fixtures."""
+    for path in sorted(JIRA.glob("*.json")):
+        config = CLOUD if path.stem.startswith("cloud_") else DC
         body = json.loads(path.read_text(encoding="utf-8"))
-        if isinstance(body, dict) and "fields" in body:
-            yield f"openapi__{path.stem}", body, PLAIN
-        elif isinstance(body, dict) and isinstance(body.get("issues"), list):
-            for index, issue in enumerate(body["issues"]):
-                yield f"openapi__{path.stem}__{index}", issue, PLAIN
-    for path in sorted((SAMPLES / "devlake").glob("*.json")):
-        config = MERICO if path.stem.startswith("cloud_") else PLAIN
-        yield f"devlake__{path.stem}", json.loads(path.read_text(encoding="utf-8")), config
-    raw_issues = SAMPLES / "devlake-e2e" / "raw_tables" / "_raw_jira_api_issues.csv"
-    with raw_issues.open(encoding="utf-8") as handle:
-        for row in csv.DictReader(handle):
-            issue = json.loads(row["data"])
-            yield f"devlake-e2e__{issue['key']}", issue, MERICO
-    rest = SAMPLES / "rest" / "jira-to-matrix" / "get_issue_v2.json"
-    yield "rest__get_issue_v2", json.loads(rest.read_text(encoding="utf-8")), JIRA_TO_MATRIX
-    for origin, config in (("zulip", PLAIN), ("jira-to-matrix", JIRA_TO_MATRIX)):
-        for path in sorted((SAMPLES / "webhooks" / origin).glob("*.json")):
-            body = json.loads(path.read_text(encoding="utf-8"))
-            for key in LOGGER_KEYS:
-                body.pop(key, None)
-            if isinstance(body.get("issue"), dict):
-                yield f"webhook-{origin}__{path.stem}", body["issue"], config
+        if not isinstance(body, dict):
+            continue  # /field, /issuetype and /remotelink answer lists
+        if "fields" in body:
+            yield f"{PREFIX}{path.stem}", body, config
+        elif isinstance(body.get("issues"), list):
+            for issue in body["issues"]:
+                yield f"{PREFIX}{path.stem}__{issue['key']}", issue, config
+        elif isinstance(body.get("issue"), dict):
+            yield f"{PREFIX}{path.stem}", body["issue"], config
 
 
-CASES = list(reference_issues())
+CASES = list(fixture_issues())
 
 
-def test_the_reference_holds_the_expected_payloads() -> None:
+def issue(name: str) -> tuple[dict[str, Any], JiraFieldConfig]:
+    """A fixture issue by golden name without the prefix, e.g. `cloud_search_jql_page__PAY-14`;
+    a deep copy, so tests may change it."""
+    for case_name, payload, config in CASES:
+        if case_name == PREFIX + name:
+            return json.loads(json.dumps(payload)), config
+    raise KeyError(name)
+
+
+def test_the_fixtures_hold_the_expected_payloads() -> None:
     names = [name for name, _, _ in CASES]
     assert len(names) == len(set(names))
-    # 4 OpenAPI examples (bulkfetch has 3 issues), 5 DevLake issues, 33 e2e rows, 1 REST
-    # capture, and the issue inside 7 Zulip and 6 jira-to-matrix webhook bodies (the other
-    # three jira-to-matrix bodies carry a comment or an issue link, no issue).
-    assert len(names) == 6 + 5 + 33 + 1 + 7 + 6
-    assert {p.stem for p in GOLDEN.glob("*.json")} == set(names) or UPDATE
+    # Cloud: 1 issue GET, 6 search results, the issue in 5 webhook bodies (the link and
+    # worklog bodies carry ids only). Data Center: 1 GET, 5 search results, 2 webhooks.
+    assert len(names) == 1 + 6 + 5 + 1 + 5 + 2
+    goldens = {p.stem for p in GOLDEN.glob(f"{PREFIX}*.json")}
+    assert goldens == set(names) or UPDATE
 
 
 @pytest.mark.parametrize(("name", "payload", "config"), CASES, ids=[c[0] for c in CASES])
@@ -103,50 +108,73 @@ def test_golden(name: str, payload: dict[str, Any], config: JiraFieldConfig) -> 
     assert_golden(GOLDEN, name, actual)
 
 
-def _by_name(name: str) -> tuple[dict[str, Any], JiraFieldConfig]:
-    for case_name, payload, config in CASES:
-        if case_name == name:
-            return payload, config
-    raise KeyError(name)
+def test_the_site_configs_name_the_fields_of_their_field_lists() -> None:
+    assert CLOUD.story_points_fields == ("customfield_10024", "customfield_10016")
+    assert CLOUD.epic_link_field == "customfield_10014"
+    assert CLOUD.issue_type_names["10002"] == "Task"
+    assert (DC.story_points_fields, DC.epic_link_field) == (
+        ("customfield_10106",),
+        "customfield_10101",
+    )
+
+
+def test_a_cloud_search_answers_exactly_the_fields_the_mapping_asks_for() -> None:
+    page = load("cloud_search_jql_page.json")
+    for result in page["issues"]:
+        asked = set(CLOUD.fields())
+        # Cloud leaves `parent` out when an issue has none.
+        assert set(result["fields"]) | {"parent"} == asked, result["key"]
 
 
 def test_a_webhook_body_maps_like_the_issue_inside_it() -> None:
-    path = SAMPLES / "webhooks" / "zulip" / "issue_updated__status.json"
-    body = json.loads(path.read_text(encoding="utf-8"))
-    assert normalise(body, PLAIN) == normalise(body["issue"], PLAIN)
-    assert normalise(body, PLAIN).raw == body["issue"]
+    body = load("cloud_webhook_issue_updated.json")
+    assert normalise(body, CLOUD) == normalise(body["issue"], CLOUD)
+    assert normalise(body, CLOUD).raw == body["issue"]
 
 
 def test_v2_and_v3_representations_map_alike() -> None:
-    v3, _ = _by_name("openapi__issue_GET_200")
-    v2 = json.loads(json.dumps(v3))
-    v2["fields"]["description"] = "Main order flow broken"  # v2 sends wiki text, not ADF
-    assert normalise(v2, PLAIN) == normalise(v3, PLAIN)
+    # The webhook carries PAY-12 in REST v2 (wiki text), the GET right after it in v3 (ADF).
+    v2 = load("cloud_webhook_issue_updated.json")["issue"]
+    v3 = load("cloud_issue_PAY-12.json")
+    assert isinstance(v2["fields"]["description"], str)
+    assert v3["fields"]["description"]["type"] == "doc"
+    assert normalise(v2, CLOUD) == normalise(v3, CLOUD)
+    # Data Center answers v2 everywhere: its webhook and its GET agree too.
+    dc_hook = load("dc_webhook_issue_updated.json")["issue"]
+    assert normalise(dc_hook, DC) == normalise(load("dc_issue_SRCH-7.json"), DC)
 
 
 def test_canceled_resolutions_are_configurable() -> None:
-    payload, config = _by_name("devlake-e2e__EE-20")  # done, resolution "Won't Do"
+    payload, config = issue("cloud_search_jql_page__PAY-14")  # done, resolution "Won't Do"
     assert normalise(payload, config).status_category == "canceled"
     assert normalise(payload, replace(config, canceled_resolutions=())).status_category == "done"
     typographic = replace(config, canceled_resolutions=("WON\u2019T DO",))
     assert normalise(payload, typographic).status_category == "canceled"
+    payload, config = issue("dc_search_page__SRCH-9")  # done, resolution "Duplicate"
+    assert normalise(payload, config).status_category == "canceled"
+    payload, config = issue("cloud_search_jql_page__PAY-13")  # done, resolution "Fertig"
+    assert normalise(payload, config).status_category == "done"
 
 
 def test_a_stale_canceled_resolution_on_an_open_issue_is_ignored() -> None:
-    payload, config = _by_name("devlake-e2e__EE-35")  # category "new", resolution "Won't Do"
+    payload, config = issue("cloud_search_jql_page__PAY-15")  # category "new", "Won't Do"
+    assert payload["fields"]["resolution"]["name"] == "Won't Do"
     assert normalise(payload, config).status_category == "todo"
 
 
 def test_story_points_come_from_the_first_field_with_a_number() -> None:
-    payload, _ = _by_name("devlake-e2e__EE-2")  # customfield_10024 = 2.0
-    both = json.loads(json.dumps(payload))
-    both["fields"]["customfield_10016"] = 5
-    assert normalise(both, replace(PLAIN, story_points_fields=("customfield_10016",))).estimate == 5
+    both, _ = issue("cloud_search_jql_page__PAY-12")  # customfield_10024 = 5.0
+    both["fields"]["customfield_10016"] = 8
+    assert normalise(both, replace(PLAIN, story_points_fields=("customfield_10016",))).estimate == 8
     config = replace(PLAIN, story_points_fields=("customfield_10016", "customfield_10024"))
-    assert normalise(both, config).estimate == 5
+    assert normalise(both, config).estimate == 8
     config = replace(PLAIN, story_points_fields=("customfield_10099", "customfield_10024"))
-    assert normalise(both, config).estimate == 2
+    assert normalise(both, config).estimate == 5
     assert normalise(both, PLAIN).estimate is None
+    # PAY-16 has no Story Points, only a "Story point estimate": the second field answers.
+    estimated, config = issue("cloud_search_jql_page__PAY-16")
+    assert estimated["fields"]["customfield_10024"] is None
+    assert normalise(estimated, config).estimate == 3
 
 
 @pytest.mark.parametrize(
@@ -154,27 +182,68 @@ def test_story_points_come_from_the_first_field_with_a_number() -> None:
     [(3, 3.0), ("2.5", 2.5), ("-1", None), (-2, None), (0, 0.0), ("soon", None), (True, None)],
 )
 def test_story_point_values(value: Any, expected: float | None) -> None:
-    payload, _ = _by_name("devlake-e2e__EE-2")
-    payload = json.loads(json.dumps(payload))
-    payload["fields"]["customfield_10024"] = value
-    config = replace(PLAIN, story_points_fields=("customfield_10024",))
+    payload, _ = issue("dc_search_page__SRCH-7")
+    payload["fields"]["customfield_10106"] = value
+    config = replace(PLAIN, story_points_fields=("customfield_10106",))
     assert normalise(payload, config).estimate == expected
 
 
 def test_time_spent_is_the_issues_own_not_its_sub_tasks() -> None:
-    payload, config = _by_name("devlake-e2e__EE-8")  # aggregatetimespent 2220, timespent null
-    assert payload["fields"]["aggregatetimespent"] == 2220
-    assert normalise(payload, config).time_spent_seconds is None
+    story, config = issue("cloud_search_jql_page__PAY-12")
+    assert story["fields"]["timespent"] is None  # only its sub-task PAY-13 logged time
+    assert normalise(story, config).time_spent_seconds is None
+    full, config = issue("cloud_issue_PAY-12")
+    assert full["fields"]["aggregatetimespent"] == 5400
+    assert normalise(full, config).time_spent_seconds is None
+    subtask, config = issue("cloud_search_jql_page__PAY-13")
+    assert normalise(subtask, config).time_spent_seconds == 5400
+    dc_story, config = issue("dc_issue_SRCH-7")  # 2 h of its own, 3 h with SRCH-8
+    assert dc_story["fields"]["aggregatetimespent"] == 10800
+    assert normalise(dc_story, config).time_spent_seconds == 7200
 
 
 def test_localised_types_need_the_site_issue_types() -> None:
-    payload, config = _by_name("devlake-e2e__EE-5")  # 任务, hierarchy level 0
+    payload, config = issue("cloud_search_jql_page__PAY-16")  # "Aufgabe", hierarchy level 0
+    assert payload["fields"]["issuetype"]["name"] == "Aufgabe"
     assert normalise(payload, config).type == "task"
     assert normalise(payload, PLAIN).type == "other"
+    # Sub-tasks and epics are told apart by hierarchy level, in any language.
+    for name, kind in (("PAY-13", "subtask"), ("PAY-1", "epic")):
+        payload, _ = issue(f"cloud_search_jql_page__{name}")
+        assert normalise(payload, PLAIN).type == kind
+
+
+def test_epics_are_the_parent_on_cloud_and_the_epic_link_on_data_center() -> None:
+    cloud, config = issue("cloud_issue_PAY-12")
+    item = normalise(cloud, config)
+    assert (item.parent_ref, item.parent_key) == ("10100", "PAY-1")
+    dc_story, config = issue("dc_issue_SRCH-7")
+    item = normalise(dc_story, config)
+    assert (item.parent_ref, item.parent_key) == (None, "SRCH-1")
+    assert normalise(dc_story, PLAIN).parent_key is None  # without the site's field id
+    subtask, config = issue("dc_search_page__SRCH-8")
+    item = normalise(subtask, config)
+    assert (item.parent_ref, item.parent_key) == ("20106", "SRCH-7")
+
+
+def test_links_name_the_other_issue_in_either_direction() -> None:
+    payload, config = issue("cloud_search_jql_page__PAY-12")
+    assert normalise(payload, config).linked_keys == ("PAY-15", "PAY-16")
+    payload, config = issue("dc_search_page__SRCH-9")
+    assert normalise(payload, config).linked_keys == ("SRCH-7", "SRCH-4")
+
+
+def test_remote_links_become_linked_urls() -> None:
+    payload, config = issue("cloud_issue_PAY-12")
+    payload["remotelinks"] = load("cloud_remotelink_PAY-12.json")
+    assert normalise(payload, config).linked_urls == (
+        "https://git.example.com/payments/checkout/-/merge_requests/482",
+        "https://wiki.example.com/display/PAY/One-click+checkout",
+    )
 
 
 def test_a_moved_issue_keeps_its_id() -> None:
-    payload, config = _by_name("devlake-e2e__K5-3")
+    payload, config = issue("cloud_search_jql_page__PAY-14")
     moved = json.loads(json.dumps(payload))
     moved["key"] = "NEW-7"
     moved["fields"]["project"]["key"] = "NEW"
@@ -185,19 +254,31 @@ def test_a_moved_issue_keeps_its_id() -> None:
         "NEW",
         ("jira:project:NEW",),
     )
-    assert after.url == "https://merico.atlassian.net/browse/NEW-7"
+    assert after.url == "https://example.atlassian.net/browse/NEW-7"
 
 
 def test_nul_characters_are_dropped_from_titles() -> None:
-    payload, config = _by_name("devlake-e2e__EE-4")
+    payload, config = issue("dc_search_page__SRCH-9")
     assert "\x00" in payload["fields"]["summary"]
-    assert "\x00" not in normalise(payload, config).title
+    assert normalise(payload, config).title == "Search fails for queries containing a  byte"
+
+
+def test_nul_characters_are_dropped_from_the_stored_payload_too() -> None:
+    # PostgreSQL's jsonb refuses \u0000: SRCH-7 embeds the summary of SRCH-9, which it blocks.
+    payload, config = issue("dc_search_page__SRCH-7")
+    assert "\\u0000" in json.dumps(payload)
+    raw = normalise(payload, config).raw
+    assert "\\u0000" not in json.dumps(raw)
+    assert raw["fields"]["issuelinks"][0]["outwardIssue"]["key"] == "SRCH-9"
+    clean, config = issue("dc_search_page__SRCH-8")  # nothing to drop: the payload as it came
+    assert normalise(clean, config).raw is clean
 
 
 def test_base_url_overrides_the_self_link() -> None:
-    payload, config = _by_name("devlake-e2e__EE-1")
-    item = normalise(payload, replace(config, base_url="https://jira.example.com/"))
-    assert item.url == "https://jira.example.com/browse/EE-1"
+    payload, config = issue("dc_issue_SRCH-7")
+    assert normalise(payload, config).url == "https://jira.example.com/browse/SRCH-7"
+    item = normalise(payload, replace(config, base_url="https://jira.example.com/jira/"))
+    assert item.url == "https://jira.example.com/jira/browse/SRCH-7"
 
 
 @pytest.mark.parametrize(
@@ -217,6 +298,12 @@ def test_payloads_that_are_not_issues_are_rejected_clearly(
     assert not raised.value.retryable
 
 
+def test_link_and_worklog_bodies_are_not_issues() -> None:
+    for name in ("cloud_webhook_issuelink_created.json", "cloud_webhook_worklog_created.json"):
+        with pytest.raises(TrackerError, match="not a Jira issue payload"):
+            normalise(load(name), CLOUD)
+
+
 def test_a_malformed_time_names_the_field() -> None:
     payload = {"id": "1", "key": "A-1", "fields": {"updated": "yesterday"}}
     with pytest.raises(TrackerError, match="'updated' is not a time: 'yesterday'"):
@@ -233,16 +320,18 @@ def test_times_are_aware_utc() -> None:
 
 
 def test_a_payload_without_updated_sorts_before_every_dated_one() -> None:
-    payload, config = _by_name("openapi__issue_bulkfetch_POST_200__0")
+    payload, config = issue("cloud_webhook_comment_created")  # the trimmed issue of a comment
+    assert "updated" not in payload["fields"]
     assert normalise(payload, config).updated_at == UNKNOWN_UPDATED
 
 
 def test_the_field_list_names_every_field_mapping_reads() -> None:
-    config = replace(MERICO, story_points_fields=("customfield_1", "summary"))
+    config = replace(CLOUD, story_points_fields=("customfield_1", "summary"))
     assert config.fields() == [*SYSTEM_FIELDS, "customfield_1", "customfield_10014"]
-    payload, _ = _by_name("devlake-e2e__K5-2")
-    trimmed = {
-        **payload,
-        "fields": {k: v for k, v in payload["fields"].items() if k in MERICO.fields()},
-    }
-    assert normalise(trimmed, MERICO) == normalise(payload, MERICO)
+    for name in ("cloud_issue_PAY-12", "dc_issue_SRCH-7"):
+        payload, config = issue(name)
+        trimmed = {
+            **payload,
+            "fields": {k: v for k, v in payload["fields"].items() if k in config.fields()},
+        }
+        assert normalise(trimmed, config) == normalise(payload, config)

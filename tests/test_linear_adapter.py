@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 import pytest
-from conftest import REFERENCE
 
 from integrations.base import TrackerError
 from integrations.linear import LinearAdapter
@@ -24,7 +23,6 @@ from integrations.linear.pacing import Pacer
 from integrations.sandbox.linear import DEFAULT_API_KEY, LinearSandbox, Quota
 from integrations.sandbox.server import serve_in_thread
 
-SCHEMA_PATH = REFERENCE / "linear" / "schema.graphql"
 # A small page ceiling makes a few hundred issues span many pages.
 SMALL_PAGES = 800.0
 
@@ -33,7 +31,7 @@ AdapterFactory = Callable[..., LinearAdapter]
 
 @pytest.fixture
 def sandbox() -> LinearSandbox:
-    sandbox = LinearSandbox(issues=300, teams=3, seed=7, schema_path=SCHEMA_PATH)
+    sandbox = LinearSandbox(issues=300, teams=3, seed=7)
     sandbox.faults.reset_after = 0.4
     return sandbox
 

@@ -1,25 +1,35 @@
-"""Linear mapping: every sample in the reference material against its golden item.
+"""Linear mapping: our own fixtures against their golden items, and the rules one by one.
 
-The golden files under tests/golden/linear/ are the specification, reviewed by hand against
-the payloads: a webhook's `data` or a Zapier sample that is an issue or a project maps to
-an item, anything else (comments, labels, customers, updates…) to the error it raises.
-`LADDER_UPDATE_GOLDEN=1 pytest tests/test_linear_mapping.py` rewrites them after a
+The fixtures (tests/fixtures/linear/) are ours, written by hand in the shapes Linear answers
+in: webhook deliveries, and GraphQL pages in the adapter's own query shapes. Their golden
+files, tests/golden/linear/fixture__<name>.json, are the specification, reviewed by hand: a
+webhook's `data` or a queried node that is an issue or a project maps to an item, anything
+else (comments, labels, project updates…) to the error it raises. The real payloads of the
+reference corpus are checked by tests/conformance/test_linear_mapping_reference.py.
+`LADDER_UPDATE_GOLDEN=1 pytest tests/test_linear_mapping.py` rewrites the goldens after a
 deliberate change; without it any difference fails.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 import pytest
-from conftest import REFERENCE
-from golden import GOLDEN as GOLDEN_ROOT
-from golden import UPDATE, as_json, assert_golden
+from graphql import (
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+)
+from support.golden import GOLDEN as GOLDEN_ROOT
+from support.golden import UPDATE, as_json, assert_golden
+from support.reference import FIXTURES
 
+from integrations.linear.documents import document
 from integrations.linear.mapping import (
     UnmappablePayload,
     is_truncated,
@@ -28,24 +38,43 @@ from integrations.linear.mapping import (
     slug,
 )
 
-SAMPLES = REFERENCE / "linear" / "samples"
 GOLDEN = GOLDEN_ROOT / "linear"
 
 
-def reference_payloads() -> Iterator[tuple[str, dict[str, Any]]]:
-    """(golden name, payload) for every webhook `data` and Zapier sample in the reference."""
-    for path in sorted((SAMPLES / "webhooks").glob("*/*.json")):
-        body = json.loads(path.read_text(encoding="utf-8"))
-        origin = path.parent.name
-        envelopes = {path.stem: body} if "type" in body else body  # one file holds several
-        for name, envelope in envelopes.items():
-            label = path.stem if name == path.stem else f"{path.stem}__{name}"
-            yield f"webhook-{origin}__{label}", envelope.get("data") or {}
-    for path in sorted((SAMPLES / "zapier").glob("*.json")):
-        yield f"zapier__{path.stem}", json.loads(path.read_text(encoding="utf-8"))
+LINEAR_FIXTURES = FIXTURES / "linear"
 
 
-CASES = list(reference_payloads())
+def _read(name: str) -> dict[str, Any]:
+    return json.loads((LINEAR_FIXTURES / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def fixture(name: str) -> dict[str, Any]:
+    """The `data` of one of our webhook deliveries (tests/fixtures/linear/webhook_*.json)."""
+    return dict(_read(name)["data"])
+
+
+def page(name: str) -> list[dict[str, Any]]:
+    """The nodes of one of our GraphQL answers (tests/fixtures/linear/graphql_*.json)."""
+    (connection,) = _read(name)["data"].values()
+    return [dict(node) for node in connection["nodes"]]
+
+
+def node(name: str, key: str) -> dict[str, Any]:
+    """The node of a GraphQL answer whose identifier (issues) or slugId (projects) is `key`."""
+    (found,) = [n for n in page(name) if key in (n.get("identifier"), n.get("slugId"))]
+    return found
+
+
+def fixture_cases() -> list[tuple[str, dict[str, Any]]]:
+    """(golden name, payload): each webhook's `data`, and each node of each GraphQL page."""
+    cases = [(p.stem, fixture(p.stem)) for p in sorted(LINEAR_FIXTURES.glob("webhook_*.json"))]
+    for path in sorted(LINEAR_FIXTURES.glob("graphql_*.json")):
+        for found in page(path.stem):
+            cases.append((f"{path.stem}__{found.get('identifier') or found['slugId']}", found))
+    return cases
+
+
+CASES = fixture_cases()
 
 
 def mapped(payload: dict[str, Any]) -> dict[str, Any]:
@@ -55,32 +84,89 @@ def mapped(payload: dict[str, Any]) -> dict[str, Any]:
         return {"error": str(exc)}
 
 
-def test_the_reference_holds_the_expected_payloads() -> None:
-    names = [name for name, _ in CASES]
-    assert len(names) == len(set(names))
-    # 9 Zulip deliveries, the 3 envelopes of linear-solutions' SLA fixture, 9 Zapier samples.
-    assert len(names) == 9 + 3 + 9
-    assert {p.stem for p in GOLDEN.glob("*.json")} == set(names) or UPDATE
+@pytest.mark.parametrize(("name", "payload"), CASES, ids=[c[0] for c in CASES])
+def test_golden(name: str, payload: dict[str, Any]) -> None:
+    assert_golden(GOLDEN, f"fixture__{name}", mapped(payload))
+
+
+def test_every_fixture_has_its_golden_item() -> None:
+    files = {p.name for p in LINEAR_FIXTURES.glob("*.json")}
+    assert all(f.startswith(("webhook_", "graphql_")) for f in files)  # none left unread
+    golden = {p.stem for p in GOLDEN.glob("fixture__*.json")}
+    assert golden == {f"fixture__{name}" for name, _ in CASES} or UPDATE
     items = [name for name, payload in CASES if "error" not in mapped(payload)]
+    # Every issue and project, delivered or queried, except a project's `remove` body.
     assert sorted(items) == [
-        "webhook-zulip__issue_create_complex",
-        "webhook-zulip__issue_remove",
-        "webhook-zulip__issue_sub_issue_create",
-        "webhook-zulip__issue_sub_issue_update",
-        "webhook-zulip__issue_update",
-        "zapier__issue",
-        "zapier__project",
+        "graphql_issues_page__ENG-12",
+        "graphql_issues_page__ENG-31",
+        "graphql_issues_page__ENG-42",
+        "graphql_issues_page__ENG-57",
+        "graphql_issues_page__ENG-58",
+        "graphql_projects_page__2f3e4d5c6b7a",
+        "graphql_projects_page__4437c60bc5ec",
+        "graphql_projects_page__9d8c7b6a5f4e",
+        "webhook_issue_create_bug",
+        "webhook_issue_remove",
+        "webhook_issue_update",
+        "webhook_project_cancel",
+        "webhook_project_create",
+        "webhook_project_update",
+        "webhook_sub_issue_create",
     ]
 
 
-@pytest.mark.parametrize(("name", "payload"), CASES, ids=[c[0] for c in CASES])
-def test_golden(name: str, payload: dict[str, Any]) -> None:
-    actual = mapped(payload)
-    assert_golden(GOLDEN, name, actual)
+def _selected(
+    selections: SelectionSetNode, fragments: dict[str, FragmentDefinitionNode]
+) -> dict[str, Any]:
+    """The response keys a selection set asks for, nested (None for a scalar)."""
+    keys: dict[str, Any] = {}
+    for selection in selections.selections:
+        if isinstance(selection, FragmentSpreadNode):
+            keys |= _selected(fragments[selection.name.value].selection_set, fragments)
+        elif isinstance(selection, FieldNode):
+            sub = selection.selection_set
+            keys[(selection.alias or selection.name).value] = (
+                _selected(sub, fragments) if sub else None
+            )
+    return keys
 
 
-def _payload(name: str) -> dict[str, Any]:
-    return copy.deepcopy(dict(CASES)[name])
+def _shape_errors(value: Any, selected: dict[str, Any] | None, where: str) -> Iterator[str]:
+    """Where `value` has other keys than the selection: an answer GraphQL could not give."""
+    if selected is None or value is None:
+        return
+    if isinstance(value, list):
+        for n, element in enumerate(value):
+            yield from _shape_errors(element, selected, f"{where}[{n}]")
+        return
+    if set(value) != set(selected):
+        yield f"{where}: has {sorted(value)}, the query selects {sorted(selected)}"
+    for key, sub in selected.items():
+        yield from _shape_errors(value.get(key), sub, f"{where}.{key}")
+
+
+def _operation(name: str) -> tuple[OperationDefinitionNode, dict[str, FragmentDefinitionNode]]:
+    ast = document(name).ast
+    fragments = {d.name.value: d for d in ast.definitions if isinstance(d, FragmentDefinitionNode)}
+    (operation,) = [d for d in ast.definitions if isinstance(d, OperationDefinitionNode)]
+    return operation, fragments
+
+
+@pytest.mark.parametrize(
+    ("name", "operation"),
+    [("graphql_issues_page", "Issues"), ("graphql_projects_page", "Projects")],
+)
+def test_our_graphql_answers_have_the_shape_the_adapter_queries(name: str, operation: str) -> None:
+    # Hand-written answers drift from the queries unless something holds them together.
+    query, fragments = _operation(operation)
+    selected = _selected(query.selection_set, fragments)
+    assert list(_shape_errors(_read(name)["data"], selected, "data")) == []
+
+
+def test_the_queried_issue_below_has_the_shape_of_issue_fields() -> None:
+    _, fragments = _operation("Issues")
+    selected = _selected(fragments["IssueFields"].selection_set, fragments)
+    assert list(_shape_errors(QUERIED_ISSUE, selected, "QUERIED_ISSUE")) == []
 
 
 # A payload in the adapter's own GraphQL shape (connections as `nodes`, relations nested).
@@ -178,8 +264,8 @@ def test_an_unknown_state_type_is_an_error_not_a_guess() -> None:
 
 
 def test_types_sub_issues_then_bugs_then_stories() -> None:
-    assert normalise(_payload("webhook-zulip__issue_sub_issue_create")).type == "subtask"
-    assert normalise(_payload("webhook-zulip__issue_create_complex")).type == "bug"  # "Bug"
+    assert normalise(fixture("webhook_sub_issue_create")).type == "subtask"
+    assert normalise(fixture("webhook_issue_create_bug")).type == "bug"  # "Bug"
     no_bug = {**QUERIED_ISSUE, "labels": {"nodes": [{"name": "Feature"}]}}
     assert normalise(no_bug).type == "story"
     bug_sub_issue = {
@@ -197,11 +283,25 @@ def test_a_sub_issue_points_at_its_parent_issue_before_its_project() -> None:
     assert "linear:project:p1" in item.container_refs  # still linked to its project
 
 
+def test_projects_resolve_like_issues_and_a_removal_body_is_not_an_item() -> None:
+    done = normalise(fixture("webhook_project_update"))  # In Progress → Completed
+    assert (done.status_category, done.resolved_at) == (
+        "done",
+        datetime.fromisoformat("2026-10-20T17:05:41.911+00:00"),
+    )
+    gift_cards = normalise(node("graphql_projects_page", "9d8c7b6a5f4e"))
+    assert (gift_cards.status_category, gift_cards.deleted) == ("canceled", True)
+    assert gift_cards.resolved_at == datetime.fromisoformat("2026-10-21T10:13:58.602+00:00")
+    # A `remove` delivery names the project and nothing else; the delivery says it is gone.
+    with pytest.raises(UnmappablePayload, match="has no status"):
+        normalise(fixture("webhook_project_remove"))
+
+
 def test_archiving_counts_as_the_latest_change() -> None:
-    removed = normalise(_payload("webhook-zulip__issue_remove"))
+    removed = normalise(fixture("webhook_issue_remove"))
     assert removed.deleted
-    # updatedAt is 10:16:53.023 in the delivery; archivedAt 10:17:17.810 is newer.
-    assert removed.updated_at == datetime.fromisoformat("2023-04-11T10:17:17.810+00:00")
+    # updatedAt is 11:20:00.500 in the delivery; archivedAt 11:20:31.006 is newer.
+    assert removed.updated_at == datetime.fromisoformat("2026-10-16T11:20:31.006+00:00")
     archived = {**QUERIED_ISSUE, "archivedAt": "2026-10-05T00:00:00.000Z"}
     assert normalise(archived).deleted
     assert normalise({**QUERIED_ISSUE, "trashed": True}).deleted
@@ -216,21 +316,28 @@ def test_a_moved_issue_keeps_its_id_with_a_new_key() -> None:
 
 
 def test_a_webhook_issue_without_identifier_takes_team_key_and_number() -> None:
-    payload = _payload("webhook-zulip__issue_update")
+    payload = fixture("webhook_issue_update")
     assert "identifier" not in payload
-    assert normalise(payload).key == "WEB-44"
+    assert normalise(payload).key == "ENG-42"
     del payload["team"]
     with pytest.raises(UnmappablePayload, match="no identifier"):
         normalise(payload)
 
 
 def test_projects_are_containers_with_their_initiatives_as_refs() -> None:
-    project = normalise(_payload("zapier__project"))
-    assert project.type == "project"
-    assert project.key == "bb9746674991"  # the slugId ending the project's URL
-    assert project.estimate is None
-    assert "linear:initiative:6d6cbf03-dd67-47c6-ae21-d1b2519454e3" in project.container_refs
-    assert "linear:initiative:Product" in project.container_refs
+    checkout = node("graphql_projects_page", "4437c60bc5ec")
+    project = normalise(checkout)
+    assert (project.type, project.key, project.estimate) == ("project", "4437c60bc5ec", None)
+    assert "linear:initiative:708192a3-b4c5-4d6e-8f70-8192a3b4c5d6" in project.container_refs
+    assert "linear:initiative:Faster checkout" in project.container_refs
+    assert "linear:initiative:Revenue" in project.container_refs  # the parent initiative
+    # Without a slugId (Linear's Zapier samples select none), the URL ends in it.
+    del checkout["slugId"]
+    assert normalise(checkout).key == "4437c60bc5ec"
+    # A webhook lists the initiatives plainly, with no parents: the refs it can give.
+    delivered = normalise(fixture("webhook_project_create"))
+    assert delivered.type == "project"
+    assert "linear:initiative:Faster checkout" in delivered.container_refs
     queried = {
         "__typename": "Project",
         "id": "p1",
@@ -298,14 +405,19 @@ def test_bad_payloads_are_refused_with_a_reason(payload: dict[str, Any], message
 def test_kind_reads_typename_first() -> None:
     assert kind(QUERIED_ISSUE) == "Issue"
     assert kind({"slugId": "x", "id": "p"}) == "Project"
-    assert kind(_payload("zapier__issue")) == "Issue"
+    assert kind(fixture("webhook_issue_update")) == "Issue"
+    with pytest.raises(UnmappablePayload, match="project update"):
+        kind(fixture("webhook_project_update_post"))  # has a slugId, but names its project
+    with pytest.raises(UnmappablePayload, match="not a Linear issue or project"):
+        kind(fixture("webhook_issue_label_create"))  # a team's label: a teamId, no number
 
 
 def test_truncated_lists_are_detected() -> None:
     assert not is_truncated(QUERIED_ISSUE)
     more_labels = {**QUERIED_ISSUE, "labels": {"nodes": [], "pageInfo": {"hasNextPage": True}}}
     assert is_truncated(more_labels)
-    assert not is_truncated(_payload("webhook-zulip__issue_update"))  # plain lists: complete
+    assert not is_truncated(fixture("webhook_issue_update"))  # plain lists: complete
+    assert is_truncated(node("graphql_issues_page", "ENG-12"))  # more labels than the page
 
 
 def test_slugs_are_how_people_write_names() -> None:

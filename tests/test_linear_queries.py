@@ -1,7 +1,9 @@
-"""Every GraphQL document the Linear adapter can send, against Linear's published schema.
+"""Every GraphQL document the Linear adapter can send, against the project's Linear schema.
 
-Also the complexity estimate the adapter sizes its pages with, and how the sandbox turns
-away what Linear would turn away.
+That schema (integrations/linear/schema.graphql) is what the sandbox serves; the conformance
+tests check it, and these documents, against Linear's published schema. Also the complexity
+estimate the adapter sizes its pages with, and how the sandbox turns away what Linear would
+turn away.
 """
 
 from __future__ import annotations
@@ -9,23 +11,30 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import REFERENCE
 from graphql import GraphQLSchema, parse, validate
 from starlette.testclient import TestClient
 
+import integrations
 from integrations.linear.adapter import LIST_SIZES, PAGE_CAP
 from integrations.linear.complexity import MAX_QUERY_COMPLEXITY, estimate, largest_page, points
 from integrations.linear.documents import QUERIES, documents
-from integrations.sandbox.linear import DEFAULT_API_KEY, LinearSandbox, SchemaMissing
-from integrations.sandbox.linear.schema import load_schema
+from integrations.sandbox.linear import DEFAULT_API_KEY, LinearSandbox
+from integrations.sandbox.linear.schema import SCHEMA_PATH, load_schema
 
-SCHEMA_PATH = REFERENCE / "linear" / "schema.graphql"
 PAGED = ["Issues", "Projects", "IssueIds", "ProjectIds", "Teams"]
 
 
 @pytest.fixture(scope="module")
 def schema() -> GraphQLSchema:
-    return load_schema(SCHEMA_PATH)
+    """The schema the sandbox serves: the package's own."""
+    return load_schema()
+
+
+def test_the_schema_ships_with_the_package(schema: GraphQLSchema) -> None:
+    """No reference corpus needed: the sandbox builds the package's schema, once."""
+    assert SCHEMA_PATH.is_relative_to(Path(integrations.__file__).parent)
+    assert schema is load_schema(SCHEMA_PATH) is LinearSandbox().schema
+    assert {"Issue", "Project", "Team", "Node"} <= set(schema.type_map)
 
 
 def test_every_file_is_one_named_operation() -> None:
@@ -38,7 +47,7 @@ def test_every_file_is_one_named_operation() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(documents()))
-def test_document_validates_against_linears_schema(schema: GraphQLSchema, name: str) -> None:
+def test_document_validates_against_the_schema(schema: GraphQLSchema, name: str) -> None:
     assert [error.message for error in validate(schema, documents()[name].ast)] == []
 
 
@@ -82,11 +91,6 @@ def test_complexity_follows_linears_price_list() -> None:
     assert points(13.000000001) == 13
 
 
-def test_a_missing_schema_is_named_with_the_fix(tmp_path: Path) -> None:
-    with pytest.raises(SchemaMissing, match="LADDER_REFERENCE_DIR"):
-        load_schema(tmp_path / "schema.graphql")
-
-
 def _post(client: TestClient, query: str, **variables: object) -> tuple[int, dict]:
     response = client.post(
         "/graphql",
@@ -97,7 +101,7 @@ def _post(client: TestClient, query: str, **variables: object) -> tuple[int, dic
 
 
 def test_the_sandbox_refuses_invalid_queries_in_linears_shape() -> None:
-    client = TestClient(LinearSandbox(issues=5, schema_path=SCHEMA_PATH).app)
+    client = TestClient(LinearSandbox(issues=5).app)
     status, body = _post(client, "query { issues { nodes { storyPoints } } }")
     assert status == 400
     (error,) = body["errors"]

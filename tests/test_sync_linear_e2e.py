@@ -11,7 +11,6 @@ import time
 from typing import Any
 
 import pytest
-from conftest import REFERENCE
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -23,7 +22,6 @@ from integrations.sandbox.server import serve_in_thread
 from sync.engine import run_sync
 from sync.models import SyncCursor, TrackerItem
 
-SCHEMA_PATH = REFERENCE / "linear" / "schema.graphql"
 CATEGORIES = {
     "triage": "todo",
     "backlog": "todo",
@@ -141,7 +139,7 @@ def connect(url: str, **options: Any) -> LinearAdapter:
 @pytest.fixture
 def sandbox() -> LinearSandbox:
     """~2,000 issues across 3 teams, with sub-issues, projects, initiatives and labels."""
-    return LinearSandbox(issues=2_000, teams=3, seed=11, labels=BET_LABELS, schema_path=SCHEMA_PATH)
+    return LinearSandbox(issues=2_000, teams=3, seed=11, labels=BET_LABELS)
 
 
 def live(store: LinearStore, team: str | None = None, *, skip: tuple[str, ...] = ()) -> str:

@@ -121,7 +121,7 @@ def normalise(raw: Mapping[str, Any], config: JiraFieldConfig) -> NormalisedItem
         assignee=_person(fields.get("assignee")),
         created_at=_time(fields, "created"),
         resolved_at=_time(fields, "resolutiondate"),
-        raw=issue,
+        raw=_without_nul(issue),
     )
 
 
@@ -145,6 +145,36 @@ def _unwrap(raw: Mapping[str, Any]) -> Mapping[str, Any]:
         what = ", ".join(missing) if missing else "a fields object"
         raise TrackerError(f"not a Jira issue payload: it has no {what}")
     return raw
+
+
+def _without_nul(value: Any) -> Any:
+    """`value` with NUL characters dropped from every string in it (the same object when it
+    holds none). PostgreSQL's jsonb cannot store `\\u0000`, and a NUL in one summary reaches
+    other payloads too: every issue linked to it embeds that summary."""
+    if not _has_nul(value):
+        return value
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, Mapping):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    return value
+
+
+def _has_nul(value: Any) -> bool:
+    # One pass that allocates nothing: the payloads without NUL, nearly all, stay as they are.
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if (isinstance(key, str) and "\x00" in key) or _has_nul(item):
+                return True
+    elif isinstance(value, list):
+        for item in value:
+            if _has_nul(item):
+                return True
+    return False
 
 
 def _get(mapping: Any, *path: str) -> Any:
@@ -218,6 +248,10 @@ def _parent(
         return _text(link.get("id")), _text(link.get("key"))
     if isinstance(link, str) and link:
         return None, link  # Data Center stores the epic's key only
+    # Jira Software's Agile API (/rest/agile/1.0/...) names the epic in a field of its own.
+    epic = fields.get("epic")
+    if isinstance(epic, Mapping) and (epic.get("id") or epic.get("key")):
+        return _text(epic.get("id")), _text(epic.get("key"))
     return None, None
 
 

@@ -147,10 +147,22 @@ def _is_complete(issue: dict[str, Any]) -> bool:
 
 def _is_own_comment(payload: dict[str, Any], bot_account_id: str | None) -> bool:
     """An issue update that only records a comment by Ladder's own account."""
-    if not bot_account_id or payload.get("issue_event_type_name") not in COMMENT_EVENT_TYPES:
+    if not bot_account_id or not _is_comment_only(payload):
         return False
     author = _object(payload, "comment").get("author")
     return bot_account_id in {_account_id(author), _account_id(payload.get("user"))}
+
+
+def _is_comment_only(payload: dict[str, Any]) -> bool:
+    """A `jira:issue_updated` that records a comment and no field change.
+
+    Jira names it in `issue_event_type_name`. Older Server versions leave that out (see the
+    Mattermost plugin's captures): there a `comment` and no changelog items mean the same.
+    """
+    event_type = payload.get("issue_event_type_name")
+    if event_type is not None:
+        return event_type in COMMENT_EVENT_TYPES
+    return bool(_object(payload, "comment")) and not _object(payload, "changelog").get("items")
 
 
 def _account_id(user: object) -> str | None:

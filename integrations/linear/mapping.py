@@ -70,8 +70,17 @@ def kind(raw: Mapping[str, Any]) -> Kind:
         return typename
     if typename is not None:
         raise UnmappablePayload(f"a Linear {typename} is not an item Ladder syncs")
-    if any(field in raw for field in ("identifier", "number", "teamId", "parentId")):
+    # Every issue shape has an identifier or (older webhooks) a number; `teamId` and
+    # `parentId` are no sign of one, since team labels, label groups and replies have them too.
+    if any(field in raw for field in ("identifier", "number")):
         return "Issue"
+    if raw.get("projectId"):
+        # What lives inside a project names it by id: a project update (status post), or a
+        # comment on the project. A project update also has a `slugId`, as a project does.
+        raise UnmappablePayload(
+            f"a Linear payload inside project {raw['projectId']} (a project update or a "
+            "comment) is not an item Ladder syncs"
+        )
     if any(field in raw for field in ("slugId", "teams", "teamIds")):
         return "Project"
     raise UnmappablePayload(
@@ -140,6 +149,10 @@ def normalise_project(raw: Mapping[str, Any]) -> NormalisedItem:
     slug_id = raw.get("slugId") or _slug_id_from_url(raw.get("url")) or external_id
     status = _object(raw, "status")
     status_type = status.get("type") or raw.get("state")
+    if status_type is None:
+        # A `remove` delivery's body holds only the project's ids and name: no status to read,
+        # and the delivery itself says what happened (see webhooks.parse).
+        raise UnmappablePayload(f"project {external_id}: the payload has no status")
     if status_type not in PROJECT_STATUS_CATEGORIES:
         raise UnmappablePayload(f"project {external_id}: unknown status type {status_type!r}")
     category = PROJECT_STATUS_CATEGORIES[status_type]

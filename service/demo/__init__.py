@@ -103,15 +103,10 @@ def load_okrs(demo: Demo) -> None:
 
 
 def start_trackers(demo: Demo) -> None:
-    """Start a sandbox Jira and Linear filled after the demo OKRs; point the settings at them.
-
-    Without Linear's schema (a clone without the reference directory) only Jira runs.
-    """
+    """Start a sandbox Jira and Linear filled after the demo OKRs; point the settings at them."""
     document = parse(DEMO_OKRS.read_text(encoding="utf-8"))
     workspace = plan_workspace(document, match_rules(demo.settings))
     sandboxes = start_sandboxes(workspace, demo.tracker_issues, demo.resources)
-    if sandboxes.linear_missing:
-        typer.echo(f"Jira only, no sandbox Linear: {sandboxes.linear_missing}")
     demo.sandboxes = sandboxes
     demo.trace_key = trace_example(sandboxes, workspace)
     demo.settings = demo.settings.model_copy(update=tracker_settings(sandboxes))
@@ -185,9 +180,10 @@ def welcome(demo: Demo) -> str:
     sandboxes = demo.sandboxes
     trackers = ""
     if sandboxes is not None:
-        trackers = f"\n  Sandbox Jira    {sandboxes.jira_url}   (Cloud)"
-        if sandboxes.linear_url:
-            trackers += f"\n  Sandbox Linear  {sandboxes.linear_url}"
+        trackers = (
+            f"\n  Sandbox Jira    {sandboxes.jira_url}   (Cloud)"
+            f"\n  Sandbox Linear  {sandboxes.linear_url}"
+        )
     trace = ""
     if demo.trace_key:
         trace = f"\n  curl {auth} {url}/api/items/jira/{demo.trace_key}/trace"

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from integrations.sandbox.jira import JiraSandbox
-from integrations.sandbox.linear import LinearSandbox, SchemaMissing
+from integrations.sandbox.linear import LinearSandbox
 from integrations.sandbox.server import serve_in_thread
 from sync.matching import MatchRules
 from sync.okrs_yaml import OkrDocument
@@ -105,13 +105,12 @@ class Sandboxes:
 
     jira: JiraSandbox
     jira_url: str
-    linear: LinearSandbox | None = None
-    linear_url: str | None = None
-    linear_missing: str | None = None  # why there is no Linear sandbox
+    linear: LinearSandbox
+    linear_url: str
 
 
 def start_sandboxes(workspace: Workspace, issues: int, resources: ExitStack) -> Sandboxes:
-    """Serve a Cloud Jira and, when Linear's schema is at hand, a Linear on loopback ports.
+    """Serve a Cloud Jira and a Linear on loopback ports.
 
     The servers run in background threads until `resources` is closed.
     """
@@ -124,26 +123,21 @@ def start_sandboxes(workspace: Workspace, issues: int, resources: ExitStack) -> 
         epics=workspace.jira_epics,
         start=datetime.now(UTC) - JIRA_HISTORY,
     )
-    started = Sandboxes(jira, resources.enter_context(serve_in_thread(jira.app)))
-    try:
-        linear = LinearSandbox(
-            issues,
-            {key: name for key, name in LINEAR_TEAMS.values()},
-            SEED,
-            workspace.linear_labels,
-            projects=workspace.linear_projects,
-        )
-    except SchemaMissing as exc:
-        started.linear_missing = str(exc)
-        return started
-    started.linear = linear
-    started.linear_url = resources.enter_context(serve_in_thread(linear.app)) + "/graphql"
-    return started
+    jira_url = resources.enter_context(serve_in_thread(jira.app))
+    linear = LinearSandbox(
+        issues,
+        {key: name for key, name in LINEAR_TEAMS.values()},
+        SEED,
+        workspace.linear_labels,
+        projects=workspace.linear_projects,
+    )
+    linear_url = resources.enter_context(serve_in_thread(linear.app)) + "/graphql"
+    return Sandboxes(jira, jira_url, linear, linear_url)
 
 
 def tracker_settings(sandboxes: Sandboxes) -> dict[str, object]:
     """Settings that point Ladder at the sandboxes, with their webhook secrets unset."""
-    update: dict[str, object] = {
+    return {
         "jira_url": sandboxes.jira_url,
         "jira_email": sandboxes.jira.email,
         "jira_api_token": sandboxes.jira.api_token,
@@ -152,13 +146,11 @@ def tracker_settings(sandboxes: Sandboxes) -> dict[str, object]:
         "jira_story_points_field": None,
         "jira_webhook_secret": None,
         "jira_webhook_token": None,
-        "linear_api_key": None,
+        "linear_url": sandboxes.linear_url,
+        "linear_api_key": sandboxes.linear.api_key,
         "linear_teams": [],
         "linear_webhook_secret": None,
     }
-    if sandboxes.linear is not None:
-        update.update(linear_url=sandboxes.linear_url, linear_api_key=sandboxes.linear.api_key)
-    return update
 
 
 def trace_example(sandboxes: Sandboxes, workspace: Workspace) -> str | None:

@@ -1,6 +1,5 @@
 """A fake Linear for the demo, the tests and the benchmarks; see `app` for what it models."""
 
 from integrations.sandbox.linear.app import DEFAULT_API_KEY, Faults, LinearSandbox, Quota
-from integrations.sandbox.linear.schema import SchemaMissing
 
-__all__ = ["DEFAULT_API_KEY", "Faults", "LinearSandbox", "Quota", "SchemaMissing"]
+__all__ = ["DEFAULT_API_KEY", "Faults", "LinearSandbox", "Quota"]

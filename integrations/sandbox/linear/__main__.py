@@ -12,7 +12,6 @@ import sys
 import uvicorn
 
 from integrations.sandbox.linear.app import DEFAULT_API_KEY, LinearSandbox, Quota
-from integrations.sandbox.linear.schema import SchemaMissing
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,21 +25,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api-key", default=DEFAULT_API_KEY)
     parser.add_argument("--quota-requests", type=int, default=Quota.requests)
     parser.add_argument("--quota-complexity", type=int, default=Quota.complexity)
-    parser.add_argument("--schema", default=None, help="path of Linear's schema.graphql")
+    parser.add_argument(
+        "--schema", default=None, help="schema.graphql to serve (default: the package's)"
+    )
     args = parser.parse_args(argv)
-    try:
-        sandbox = LinearSandbox(
-            issues=args.issues,
-            teams=args.teams,
-            seed=args.seed,
-            labels=args.label,
-            api_key=args.api_key,
-            quota=Quota(requests=args.quota_requests, complexity=args.quota_complexity),
-            schema_path=args.schema,
-        )
-    except SchemaMissing as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    sandbox = LinearSandbox(
+        issues=args.issues,
+        teams=args.teams,
+        seed=args.seed,
+        labels=args.label,
+        api_key=args.api_key,
+        quota=Quota(requests=args.quota_requests, complexity=args.quota_complexity),
+        schema_path=args.schema,
+    )
     print(f"sandbox Linear: http://{args.host}:{args.port}/graphql", flush=True)
     uvicorn.run(sandbox.app, host=args.host, port=args.port, log_level="warning")
     return 0

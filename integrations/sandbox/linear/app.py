@@ -1,7 +1,8 @@
 """The sandbox Linear: an ASGI app that answers GraphQL like Linear does, from memory.
 
-Every request is parsed and validated against Linear's published schema before it runs,
-so a query Linear would reject is rejected here, in Linear's error shape. The sandbox also
+Every request is parsed and validated against the project's schema of Linear's API (a
+faithful subset of Linear's published one) before it runs, so a query Linear would reject is
+rejected here, in Linear's error shape. The sandbox also
 meters what Linear meters:
 
 * an hourly quota of requests and of complexity points (defaults 1,500 and 3,000,000, the

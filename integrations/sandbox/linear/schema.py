@@ -1,43 +1,23 @@
-"""Linear's real GraphQL schema, which the sandbox executes every query against.
+"""The GraphQL schema the sandbox executes every query against.
 
-The schema is not part of this repository: it is read from Linear's published
-`schema.graphql` in the shared reference directory (`../shared/reference` beside the repo,
-or `$LADDER_REFERENCE_DIR`), or from the path given explicitly. Building it takes about a
-second, so each process builds it once per path.
+It is the project's own `integrations/linear/schema.graphql`: the part of Linear's API that
+Ladder uses, a faithful subset of Linear's published schema (the conformance tests prove
+it), shipped with the package. Each process builds it once per path.
 """
 
 from __future__ import annotations
 
-import os
 from functools import cache
 from pathlib import Path
 
 from graphql import GraphQLSchema, build_schema
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-ENV_VAR = "LADDER_REFERENCE_DIR"
-
-
-class SchemaMissing(FileNotFoundError):
-    """The schema file is not where the sandbox was told to find it."""
-
-
-def default_schema_path() -> Path:
-    """`$LADDER_REFERENCE_DIR/linear/schema.graphql`, else the shared reference beside the repo."""
-    reference = os.environ.get(ENV_VAR)
-    base = Path(reference) if reference else REPO_ROOT.parent / "shared" / "reference"
-    return base / "linear" / "schema.graphql"
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "linear" / "schema.graphql"
 
 
 def load_schema(path: str | Path | None = None) -> GraphQLSchema:
-    """The built schema at `path` (default: `default_schema_path()`), cached per process."""
-    resolved = Path(path) if path is not None else default_schema_path()
-    if not resolved.is_file():
-        raise SchemaMissing(
-            f"Linear's schema.graphql is not at {resolved}: point {ENV_VAR} at the reference "
-            "directory (it holds linear/schema.graphql), or pass the file's path explicitly"
-        )
-    return _build(resolved.resolve())
+    """The built schema at `path` (default: the package's `SCHEMA_PATH`), cached per process."""
+    return _build(Path(SCHEMA_PATH if path is None else path).resolve())
 
 
 @cache

@@ -15,7 +15,7 @@ from typing import Any
 
 from integrations.base import NormalisedItem
 
-GOLDEN = Path(__file__).parent / "golden"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 UPDATE = os.environ.get("LADDER_UPDATE_GOLDEN") == "1"
 
 

@@ -1,0 +1,1 @@
+"""Helpers shared by the test modules: the reference corpus, golden files, builders."""

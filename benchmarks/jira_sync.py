@@ -129,8 +129,8 @@ def ladder(url: str, database_url: str, mode: str, concurrency: int, warm: bool)
     """Child: one sync through the engine and the adapter the settings build."""
     from service.settings import Settings
     from service.trackers import build_adapters, match_rules
-    from sync import engine
-    from sync.db import make_engine, session_factory
+    from sync.ingest import engine
+    from sync.store.db import make_engine, session_factory
 
     # Time the re-matching step (the traceability engine's) apart from fetching and storing,
     # and note the peak memory before it first runs.
@@ -184,8 +184,8 @@ def naive(url: str, database_url: str) -> dict:
     from sqlalchemy.orm import Session
 
     from integrations.jira.mapping import SYSTEM_FIELDS, parse_time
-    from sync.db import make_engine
-    from sync.models import TrackerItem
+    from sync.store.db import make_engine
+    from sync.store.models import TrackerItem
 
     print(json.dumps("ready"), flush=True)
     sys.stdin.readline()
@@ -257,7 +257,7 @@ def measure(site: Sandbox, command: list[str]) -> dict:
 @contextmanager
 def fresh_store(kind: str) -> Iterator[str]:
     """An empty, migrated store: a SQLite file, or a PostgreSQL database of its own."""
-    from sync.db import make_engine, migrate
+    from sync.store.db import make_engine, migrate
 
     if kind == "sqlite":
         with tempfile.TemporaryDirectory() as directory:

@@ -33,8 +33,8 @@ sys.path.insert(0, ROOT)
 from integrations.linear import LinearAdapter  # noqa: E402
 from integrations.sandbox.linear import DEFAULT_API_KEY, Quota  # noqa: E402
 from integrations.sandbox.server import free_port  # noqa: E402
-from sync.db import make_engine, migrate, session_factory  # noqa: E402
-from sync.engine import run_sync  # noqa: E402
+from sync.ingest.engine import run_sync  # noqa: E402
+from sync.store.db import make_engine, migrate, session_factory  # noqa: E402
 
 RUNS = {
     "full sync, adapter pages": {"mode": "full"},

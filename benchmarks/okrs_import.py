@@ -6,7 +6,7 @@ created), a second import of the same file (nothing to change), an import that u
 the key results, and an export. It also counts SQL statements, to show how they grow with the
 catalogue.
 
-The store holds no tracker items here, and the final re-match of tickets (sync.matching's
+The store holds no tracker items here, and the final re-match of tickets (sync.matching.rematch's
 step, with a benchmark of its own) is left out with `--without-rematch`, to time the OKR
 store alone.
 
@@ -29,9 +29,9 @@ import psycopg
 import yaml
 from sqlalchemy import Engine, event
 
-from sync import okrs
-from sync.db import make_engine, migrate, session_factory, transaction
-from sync.okrs_yaml import export_okrs, import_okrs
+from sync.okrs import catalogue as okrs
+from sync.okrs.document import export_okrs, import_okrs
+from sync.store.db import make_engine, migrate, session_factory, transaction
 
 SIZES = (10, 100, 1000)
 

@@ -39,10 +39,10 @@ from sqlalchemy import text  # noqa: E402
 from benchmarks.traceability_data import CURRENT, build  # noqa: E402
 from service.app import create_app  # noqa: E402
 from service.settings import Settings  # noqa: E402
-from sync.db import make_engine, migrate, session_factory, transaction  # noqa: E402
-from sync.matchers import MatchRules  # noqa: E402
-from sync.matching import rematch_for_okr_change, rematch_items  # noqa: E402
-from sync.tokens import Role, create_token  # noqa: E402
+from service.tokens import Role, create_token  # noqa: E402
+from sync.matching.item import MatchRules  # noqa: E402
+from sync.matching.rematch import rematch_for_okr_change, rematch_items  # noqa: E402
+from sync.store.db import make_engine, migrate, session_factory, transaction  # noqa: E402
 
 RULES = MatchRules()
 

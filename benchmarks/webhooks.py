@@ -44,8 +44,8 @@ sys.path.insert(0, ROOT)
 
 from integrations.sandbox.server import free_port  # noqa: E402
 from integrations.webhooks import sign  # noqa: E402
-from sync.db import make_engine, migrate, session_factory, transaction  # noqa: E402
-from sync.tokens import Role, create_token  # noqa: E402
+from service.tokens import Role, create_token  # noqa: E402
+from sync.store.db import make_engine, migrate, session_factory, transaction  # noqa: E402
 
 SECRET = "benchmark-webhook-secret"
 ISSUES = 200

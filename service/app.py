@@ -18,8 +18,8 @@ from service.api import sync as sync_api
 from service.observability import install_metrics
 from service.scheduler import build_scheduler
 from service.settings import Settings, load_settings
-from sync.db import check_schema, make_engine, session_factory
 from sync.errors import Conflict, Invalid, LadderError, NotFound
+from sync.store.db import check_schema, make_engine, session_factory
 
 log = logging.getLogger("ladder.service")
 

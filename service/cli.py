@@ -10,8 +10,15 @@ import typer
 import uvicorn
 
 from service.settings import Settings, SettingsError, load_settings
-from sync.db import SchemaOutdated, check_schema, make_engine, migrate, session_factory, transaction
-from sync.tokens import Role, create_token
+from service.tokens import Role, create_token
+from sync.store.db import (
+    SchemaOutdated,
+    check_schema,
+    make_engine,
+    migrate,
+    session_factory,
+    transaction,
+)
 
 app = typer.Typer(
     help="Ladder: every ticket ladders up to an objective.",

@@ -10,8 +10,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from service.settings import Settings
-from sync.db import transaction
-from sync.tokens import Role, role_of
+from service.tokens import Role, role_of
+from sync.store.db import transaction
 
 _bearer = HTTPBearer(auto_error=False, description="A token from `ladder token create`.")
 

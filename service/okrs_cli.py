@@ -11,9 +11,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.settings import Settings
 from service.trackers import match_rules
-from sync.db import SchemaOutdated, check_schema, make_engine, session_factory, transaction
 from sync.errors import Invalid
-from sync.okrs_yaml import ImportPlan, export_okrs, import_okrs
+from sync.okrs.document import ImportPlan, export_okrs, import_okrs
+from sync.store.db import SchemaOutdated, check_schema, make_engine, session_factory, transaction
 
 _STYLE = {"create": "green", "update": "yellow", "delete": "red"}
 

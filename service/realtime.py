@@ -18,7 +18,6 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
@@ -26,13 +25,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from integrations.base import TrackerAdapter
 from service.settings import Settings
-from service.trackers import build_adapters, match_rules
-from sync import comments, inbox
-from sync.db import transaction
-from sync.matching import MatchRules
-
-if TYPE_CHECKING:
-    from service.scheduler import JobContext
+from service.trackers import JobContext, build_adapters, match_rules
+from sync.comments import job as comments
+from sync.ingest import inbox
+from sync.matching.rematch import MatchRules
+from sync.store.db import transaction
 
 log = logging.getLogger("ladder.realtime")
 

@@ -1,7 +1,7 @@
 """The schedule: APScheduler 3 jobs in the service process or in `ladder worker`.
 
 Every job runs in a thread of the scheduler, at most one instance at a time, with missed
-runs coalesced into one. Each tick is claimed in the store first (see `sync.jobs`), so any
+runs coalesced into one. Each tick is claimed in the store first (see `sync.ingest.jobs`), so any
 number of processes can run this schedule against one database and each tick runs once.
 
 Adding a job is one line in `JOBS`: a name, a trigger built from the settings, and what
@@ -14,7 +14,7 @@ import gc
 import logging
 import signal
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -24,14 +24,13 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy.orm import Session, sessionmaker
 
-from integrations.base import TrackerAdapter
 from service import realtime
 from service.settings import Settings
-from service.trackers import build_adapters, match_rules
-from sync.engine import Mode
-from sync.jobs import run_claimed_tick, sync_all
-from sync.models import utcnow
-from sync.snapshots import snapshot_all
+from service.trackers import JobContext, build_adapters, match_rules
+from sync.ingest.engine import Mode
+from sync.ingest.jobs import run_claimed_tick, sync_all
+from sync.reports.snapshots import snapshot_all
+from sync.store.models import utcnow
 
 log = logging.getLogger("ladder.scheduler")
 
@@ -40,19 +39,6 @@ log = logging.getLogger("ladder.scheduler")
 MISFIRE_GRACE_SECONDS = 300
 # Interval ticks count from this instant, so every process fires on the same ticks.
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
-
-
-@dataclass(frozen=True)
-class JobContext:
-    """What a job gets to work with.
-
-    The adapters live as long as the process, so what they learn about a tracker on first
-    use (a Jira site's fields, for one) is not fetched again on every tick.
-    """
-
-    settings: Settings
-    sessions: sessionmaker[Session]
-    adapters: Mapping[str, TrackerAdapter]
 
 
 @dataclass(frozen=True)

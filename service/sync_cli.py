@@ -14,8 +14,8 @@ from integrations.base import TrackerAdapter
 from service.scheduler import run_worker
 from service.settings import Settings
 from service.trackers import build_adapters, close_adapters, match_rules
-from sync.db import SchemaOutdated, check_schema, make_engine, session_factory
-from sync.engine import Mode, SyncAlreadyRunning, SyncProgress, SyncRunSummary, run_sync
+from sync.ingest.engine import Mode, SyncAlreadyRunning, SyncProgress, SyncRunSummary, run_sync
+from sync.store.db import SchemaOutdated, check_schema, make_engine, session_factory
 
 NO_TRACKER = (
     "no tracker is configured: set LADDER_JIRA_URL (with LADDER_JIRA_EMAIL and "

@@ -7,14 +7,17 @@ closes them (`close_adapters`) once done.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from contextlib import ExitStack
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session, sessionmaker
 
 from integrations.base import TrackerAdapter
 from integrations.jira.adapter import JiraAdapter
 from integrations.linear import LinearAdapter
 from service.settings import Settings
-from sync.matching import MatchRules
+from sync.matching.rematch import MatchRules
 
 
 def build_adapters(settings: Settings) -> dict[str, TrackerAdapter]:
@@ -60,3 +63,16 @@ def match_rules(settings: Settings) -> MatchRules:
         non_okr_labels=tuple(settings.non_okr_labels),
         base_url=settings.base_url,
     )
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """What a job gets to work with.
+
+    The adapters live as long as the process, so what they learn about a tracker on first
+    use (a Jira site's fields, for one) is not fetched again on every tick.
+    """
+
+    settings: Settings
+    sessions: sessionmaker[Session]
+    adapters: Mapping[str, TrackerAdapter]

@@ -22,7 +22,7 @@ from integrations.linear import webhooks as linear_webhooks
 from service.deps import Admin, DbSession
 from service.realtime import Realtime
 from service.settings import Settings
-from sync import inbox
+from sync.ingest import inbox
 
 log = logging.getLogger("ladder.webhooks")
 

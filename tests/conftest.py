@@ -24,9 +24,9 @@ from support.reference import MISSING, present, under_ci
 
 from service.app import create_app
 from service.settings import Settings
-from sync.db import make_engine, migrate, session_factory, transaction
-from sync.models import Base
-from sync.tokens import Role, create_token
+from service.tokens import Role, create_token
+from sync.store.db import make_engine, migrate, session_factory, transaction
+from sync.store.models import Base
 
 POSTGRES_SERVER = os.environ.get(
     "LADDER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from sync.models import (
+from sync.store.models import (
     Bet,
     BetKeyResult,
     Cycle,

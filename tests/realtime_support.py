@@ -26,7 +26,7 @@ from integrations.sandbox.linear.app import LinearSandbox
 from integrations.sandbox.server import serve_in_thread
 from integrations.webhooks import sign
 from service.settings import Settings
-from sync.models import WebhookEvent
+from sync.store.models import WebhookEvent
 
 JIRA_SECRET = "jira-webhook-secret"
 BET_LABEL = "bet:one-click-checkout"

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from sync.tokens import Role
+from service.tokens import Role
 
 WRITES = {"post", "put", "patch", "delete"}
 

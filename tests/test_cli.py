@@ -15,9 +15,9 @@ from service import demo
 from service.app import create_app
 from service.cli import app
 from service.settings import Settings
-from sync.db import check_schema, make_engine, transaction
-from sync.models import Objective
-from sync.okrs_yaml import import_okrs
+from sync.okrs.document import import_okrs
+from sync.store.db import check_schema, make_engine, transaction
+from sync.store.models import Objective
 
 DEMO = demo.DEMO_OKRS.read_text(encoding="utf-8")
 

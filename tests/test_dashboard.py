@@ -12,10 +12,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import service.dashboard
 from service.settings import Settings
+from service.tokens import Role
 from service.trackers import match_rules
-from sync.db import transaction
-from sync.matching import rematch_items
-from sync.tokens import Role
+from sync.matching.rematch import rematch_items
+from sync.store.db import transaction
 
 SCRIPT = Path(service.dashboard.__file__).with_name("app.js").read_text()
 API_PATHS = sorted(set(re.findall(r"""["'`](/api/[^"'`?]*)["'`]""", SCRIPT)))

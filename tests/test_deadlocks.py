@@ -8,8 +8,8 @@ from collections import Counter
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from sync.db import make_engine, retry_deadlocks, session_factory, transaction
-from sync.models import AppState
+from sync.store.db import make_engine, retry_deadlocks, session_factory, transaction
+from sync.store.models import AppState
 
 KEYS = ("deadlock-a", "deadlock-b")
 

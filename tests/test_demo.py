@@ -15,7 +15,7 @@ from service.app import create_app
 from service.demo.trackers import JIRA_PROJECTS, LINEAR_TEAMS, plan_workspace
 from service.settings import Settings
 from service.trackers import match_rules
-from sync.okrs_yaml import parse
+from sync.okrs.document import parse
 
 DOCUMENT = parse(demo.DEMO_OKRS.read_text(encoding="utf-8"))
 RULES = match_rules(Settings(_env_file=None))

@@ -13,11 +13,11 @@ import pytest
 from okr_builders import Org
 from sqlalchemy.orm import Session
 
-from sync.effort import Measure, cycle_window, effort_report, find_cycle
-from sync.matchers import MatchRules
-from sync.matching import find_target, rematch_items, set_decision
-from sync.orphans import list_orphans, orphan_rates
-from sync.trace import trace_item
+from sync.matching.item import MatchRules
+from sync.matching.rematch import find_target, rematch_items, set_decision
+from sync.reports.effort import Measure, cycle_window, effort_report, find_cycle
+from sync.reports.orphans import list_orphans, orphan_rates
+from sync.reports.trace import trace_item
 
 H = 3600
 RULES = MatchRules(base_url="https://ladder.example.com")

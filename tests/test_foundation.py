@@ -12,9 +12,9 @@ from sqlalchemy import Engine
 
 from service.app import create_app
 from service.settings import Settings, SettingsError, load_settings
-from sync.db import SchemaOutdated, check_schema, make_engine
-from sync.models import Base
-from sync.tokens import Role
+from service.tokens import Role
+from sync.store.db import SchemaOutdated, check_schema, make_engine
+from sync.store.models import Base
 
 
 def test_migrations_create_exactly_the_models(engine: Engine) -> None:

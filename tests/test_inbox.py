@@ -24,10 +24,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from integrations.jira import webhooks as jira_webhooks
 from integrations.sandbox.server import free_port
-from sync import inbox
-from sync.db import transaction
-from sync.matching import MatchRules
-from sync.models import TrackerItem, WebhookEvent, utcnow
+from sync.ingest import inbox
+from sync.matching.rematch import MatchRules
+from sync.store.db import transaction
+from sync.store.models import TrackerItem, WebhookEvent, utcnow
 
 RULES = MatchRules()
 POLICY = inbox.RetryPolicy(base_seconds=30, max_attempts=3, lease_seconds=300)

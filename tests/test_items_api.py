@@ -13,12 +13,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.settings import Settings
+from service.tokens import Role
 from service.trackers import match_rules
-from sync.db import transaction
-from sync.matching import rematch_items
-from sync.models import Snapshot
-from sync.snapshots import take_snapshot
-from sync.tokens import Role
+from sync.matching.rematch import rematch_items
+from sync.reports.snapshots import take_snapshot
+from sync.store.db import transaction
+from sync.store.models import Snapshot
 
 ITEM_FIELDS = {
     "source",

@@ -11,8 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from integrations.base import NormalisedItem
-from sync.items import upsert_items
-from sync.matchers import (
+from sync.matching.item import (
     Catalogue,
     Decision,
     ItemFacts,
@@ -24,13 +23,14 @@ from sync.matchers import (
     match_item,
     unknown_labels,
 )
-from sync.matching import (
+from sync.matching.rematch import (
     find_target,
     rematch_for_okr_change,
     rematch_items,
     set_decision,
 )
-from sync.models import Bet, ItemMatch, ItemState, TrackerItem
+from sync.store.items import upsert_items
+from sync.store.models import Bet, ItemMatch, ItemState, TrackerItem
 
 RULES = MatchRules(base_url="https://ladder.example.com/")
 CHECKOUT = Target("bet", 1, "checkout-speed")

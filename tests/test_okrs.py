@@ -8,10 +8,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.settings import Settings
+from service.tokens import Role
 from service.trackers import match_rules
-from sync import okrs
-from sync.matching import MatchRules
-from sync.tokens import Role
+from sync.matching.rematch import MatchRules
+from sync.okrs import catalogue as okrs
 
 Headers = dict[Role, dict[str, str]]
 

@@ -11,13 +11,13 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.demo import DEMO_OKRS
-from sync import okrs
-from sync.db import transaction
+from service.tokens import Role
 from sync.errors import Invalid
-from sync.models import Base, CheckIn
-from sync.okr_specs import CheckInSpec
-from sync.okrs_yaml import export_okrs, import_okrs
-from sync.tokens import Role
+from sync.okrs import catalogue as okrs
+from sync.okrs.document import export_okrs, import_okrs
+from sync.okrs.specs import CheckInSpec
+from sync.store.db import transaction
+from sync.store.models import Base, CheckIn
 
 DEMO = DEMO_OKRS.read_text(encoding="utf-8")
 

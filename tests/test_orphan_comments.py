@@ -29,13 +29,14 @@ from service import realtime
 from service.app import create_app
 from service.scheduler import JobContext
 from service.settings import Settings, load_settings
+from service.tokens import Role
 from service.trackers import build_adapters
-from sync import comments, inbox
-from sync.comments import BetChoice, Candidate, CommentPolicy, choose, orphan_text
-from sync.db import transaction
-from sync.matching import MatchRules, rematch_items
-from sync.models import CommentSent, ItemState, TrackerItem, utcnow
-from sync.tokens import Role
+from sync.comments import job as comments
+from sync.comments.job import BetChoice, Candidate, CommentPolicy, choose, orphan_text
+from sync.ingest import inbox
+from sync.matching.rematch import MatchRules, rematch_items
+from sync.store.db import transaction
+from sync.store.models import CommentSent, ItemState, TrackerItem, utcnow
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 POLICY = CommentPolicy(mode="on", grace_seconds=900, hourly_cap=50, base_url="https://ladder.test")
@@ -284,8 +285,8 @@ def test_a_failed_post_is_retried_after_its_backoff_and_still_one_comment(
 COMMENT_ROUND = """
 from service.settings import load_settings
 from service.trackers import build_adapters
-from sync import comments
-from sync.db import make_engine, session_factory
+from sync.comments import job as comments
+from sync.store.db import make_engine, session_factory
 settings = load_settings()
 sessions = session_factory(make_engine(settings.database_url))
 comments.run(sessions, build_adapters(settings), comments.CommentPolicy(mode="on", grace_seconds=0))

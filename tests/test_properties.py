@@ -20,12 +20,12 @@ from okr_builders import Org
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from sync.db import transaction
-from sync.effort import GROUPINGS, MEASURES, EffortReport, Measure, effort_report
-from sync.listing import list_items
-from sync.matchers import MatchRules
-from sync.matching import rematch_items
-from sync.models import Base, ItemMatch, ItemState, ManualLink, TrackerItem
+from sync.matching.item import MatchRules
+from sync.matching.rematch import rematch_items
+from sync.reports.effort import GROUPINGS, MEASURES, EffortReport, Measure, effort_report
+from sync.reports.items import list_items
+from sync.store.db import transaction
+from sync.store.models import Base, ItemMatch, ItemState, ManualLink, TrackerItem
 
 RULES = MatchRules()
 TYPES = ["epic", "project", "story", "task", "bug", "subtask", "other"]

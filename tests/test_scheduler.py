@@ -22,10 +22,10 @@ from integrations.sandbox.server import serve_in_thread
 from service.app import create_app
 from service.scheduler import JOBS, MISFIRE_GRACE_SECONDS, build_scheduler, every
 from service.settings import Settings
-from sync.db import make_engine, session_factory, transaction
-from sync.jobs import run_claimed_tick
-from sync.leases import claim, exclusive
-from sync.models import Lease, SyncRun
+from sync.ingest.jobs import run_claimed_tick
+from sync.store.db import make_engine, session_factory, transaction
+from sync.store.leases import claim, exclusive
+from sync.store.models import Lease, SyncRun
 
 NOW = datetime(2026, 5, 4, 10, 0, tzinfo=UTC)
 
@@ -106,8 +106,8 @@ def test_the_lock_of_a_killed_process_is_free_at_once(database_url: str) -> None
             textwrap.dedent(
                 f"""
                 import sys, time
-                from sync.db import make_engine
-                from sync.leases import exclusive
+                from sync.store.db import make_engine
+                from sync.store.leases import exclusive
                 with exclusive(make_engine({database_url!r}), "sync:jira") as taken:
                     print(taken, flush=True)
                     time.sleep(60)
@@ -189,7 +189,7 @@ import sys, time
 from service.observability import configure_logging
 from service.scheduler import ScheduledJob, build_scheduler, every, sync
 from service.settings import load_settings
-from sync.db import make_engine, session_factory
+from sync.store.db import make_engine, session_factory
 
 settings = load_settings()
 configure_logging("DEBUG")

@@ -20,10 +20,10 @@ from integrations.sandbox.server import serve_in_thread
 from service.api import sync as sync_api
 from service.app import create_app
 from service.settings import Settings
-from sync.db import transaction
-from sync.leases import exclusive
-from sync.models import SyncRun
-from sync.tokens import Role
+from service.tokens import Role
+from sync.store.db import transaction
+from sync.store.leases import exclusive
+from sync.store.models import SyncRun
 
 
 @pytest.fixture

@@ -13,16 +13,16 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from integrations.base import IdPage, NormalisedItem, Page
-from sync.db import transaction
-from sync.engine import (
+from sync.ingest.engine import (
     SyncAlreadyRunning,
     SyncProgress,
     run_sync,
     start_run,
 )
-from sync.items import mark_deleted, resolve_parents, upsert_items
-from sync.leases import exclusive
-from sync.models import Bet, ItemMatch, SyncCursor, SyncRun, SyncSeen, TrackerItem
+from sync.store.db import transaction
+from sync.store.items import mark_deleted, resolve_parents, upsert_items
+from sync.store.leases import exclusive
+from sync.store.models import Bet, ItemMatch, SyncCursor, SyncRun, SyncSeen, TrackerItem
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

@@ -32,8 +32,8 @@ from integrations.sandbox.server import serve_in_thread
 from service.cli import app
 from service.settings import Settings
 from service.trackers import build_adapters
-from sync.engine import SyncProgress, run_sync
-from sync.models import SyncCursor, SyncRun, TrackerItem
+from sync.ingest.engine import SyncProgress, run_sync
+from sync.store.models import SyncCursor, SyncRun, TrackerItem
 
 ISSUES = 2000
 PAGE = 100  # the adapter's page size

@@ -19,8 +19,8 @@ from integrations.linear.pacing import Pacer
 from integrations.sandbox.linear import DEFAULT_API_KEY, LinearSandbox
 from integrations.sandbox.linear.store import LinearStore
 from integrations.sandbox.server import serve_in_thread
-from sync.engine import run_sync
-from sync.models import SyncCursor, TrackerItem
+from sync.ingest.engine import run_sync
+from sync.store.models import SyncCursor, TrackerItem
 
 CATEGORIES = {
     "triage": "todo",

@@ -34,9 +34,9 @@ from support.reference import FIXTURES
 from integrations.webhooks import sign
 from service.app import create_app
 from service.settings import Settings
-from sync.db import make_engine, session_factory
-from sync.models import TrackerItem, WebhookEvent
-from sync.tokens import Role
+from service.tokens import Role
+from sync.store.db import make_engine, session_factory
+from sync.store.models import TrackerItem, WebhookEvent
 
 JIRA_FIXTURES = FIXTURES / "jira"  # ours; the captured deliveries are conformance tests
 LINEAR_ISSUE_UPDATE = FIXTURES / "linear" / "webhook_issue_update.json"

@@ -7,7 +7,7 @@ from typing import Annotated, Generic, TypeVar
 from fastapi import Query
 from pydantic import BaseModel, Field
 
-from sync.pagination import MAX_LIMIT
+from sync.store.pagination import MAX_LIMIT
 
 T = TypeVar("T")
 

@@ -15,12 +15,12 @@ from pydantic import BaseModel, Field, model_validator
 from service.api.common import Cursor, Limit, Page
 from service.deps import AppSettings, DbSession, Editor, Viewer
 from service.trackers import match_rules
-from sync.effort import Measure, cycle_window, find_cycle
-from sync.listing import ItemView, find_item, list_items, views
-from sync.matchers import TargetKind
-from sync.matching import find_target, set_decision
-from sync.orphans import list_orphans
-from sync.trace import trace_item
+from sync.matching.item import TargetKind
+from sync.matching.rematch import find_target, set_decision
+from sync.reports.effort import Measure, cycle_window, find_cycle
+from sync.reports.items import ItemView, find_item, list_items, views
+from sync.reports.orphans import list_orphans
+from sync.reports.trace import trace_item
 
 router = APIRouter(prefix="/api", tags=["items"])
 

@@ -1,8 +1,8 @@
 """The OKR API: strategies, cycles, objectives, key results and bets by key, check-ins, the
 north star, and the whole catalogue as a YAML file.
 
-Readers need a viewer token, writers an editor token. The rules live in sync.okrs; this module
-only translates HTTP to calls and rows to JSON.
+Readers need a viewer token, writers an editor token. The rules live in
+sync.okrs.catalogue; this module only translates HTTP to calls and rows to JSON.
 """
 
 # No `from __future__ import annotations`: the routes below are built in a loop, and FastAPI
@@ -18,10 +18,10 @@ from pydantic import BaseModel, Field, create_model
 from service.api.common import Cursor, ErrorBody, Limit, Page
 from service.deps import AppSettings, DbSession, Editor, Viewer
 from service.trackers import match_rules
-from sync import okrs
-from sync.matching import MatchRules
-from sync.models import Bet, CheckIn, KeyResult, NorthStar, Objective
-from sync.okr_specs import (
+from sync.matching.rematch import MatchRules
+from sync.okrs import catalogue as okrs
+from sync.okrs.document import ImportPlan, export_okrs, import_okrs
+from sync.okrs.specs import (
     BetSpec,
     CheckInSpec,
     CycleSpec,
@@ -31,8 +31,8 @@ from sync.okr_specs import (
     Spec,
     StrategySpec,
 )
-from sync.okrs_yaml import ImportPlan, export_okrs, import_okrs
-from sync.pagination import paginate
+from sync.store.models import Bet, CheckIn, KeyResult, NorthStar, Objective
+from sync.store.pagination import paginate
 
 router = APIRouter(prefix="/api", tags=["okrs"])
 

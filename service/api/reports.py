@@ -15,10 +15,10 @@ from sqlalchemy.orm import Session
 
 from service.deps import AppSettings, DbSession, Viewer
 from service.settings import Settings
-from sync.effort import GroupBy, Measure, cycle_window, effort_report, find_cycle
-from sync.models import Cycle
-from sync.orphans import orphan_rates
-from sync.snapshots import trend
+from sync.reports.effort import GroupBy, Measure, cycle_window, effort_report, find_cycle
+from sync.reports.orphans import orphan_rates
+from sync.reports.snapshots import trend
+from sync.store.models import Cycle
 
 router = APIRouter(prefix="/api/reports", tags=["reports"])
 

@@ -20,10 +20,10 @@ from service.api.common import Cursor, ErrorBody, Limit, Page
 from service.deps import Admin, DbSession, Viewer
 from service.settings import Settings
 from service.trackers import build_adapters, close_adapters, match_rules
-from sync.engine import StartedRun, start_run
 from sync.errors import Invalid, NotFound
-from sync.models import SyncRun
-from sync.pagination import paginate
+from sync.ingest.engine import StartedRun, start_run
+from sync.store.models import SyncRun
+from sync.store.pagination import paginate
 
 router = APIRouter(prefix="/api/sync", tags=["sync"])
 

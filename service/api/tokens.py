@@ -11,9 +11,9 @@ from sqlalchemy import select
 
 from service.api.common import Cursor, ErrorBody, Limit, Page
 from service.deps import Admin, DbSession
-from sync.models import ApiToken
-from sync.pagination import paginate
-from sync.tokens import Role, issue_token, revoke_token
+from service.tokens import Role, issue_token, revoke_token
+from sync.store.models import ApiToken
+from sync.store.pagination import paginate
 
 router = APIRouter(prefix="/api/tokens", tags=["tokens"], dependencies=[Admin])
 

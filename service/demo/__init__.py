@@ -27,11 +27,11 @@ from service.demo.trackers import (
     tracker_settings,
 )
 from service.settings import Settings
+from service.tokens import Role, create_token
 from service.trackers import build_adapters, close_adapters, match_rules
-from sync.db import make_engine, migrate, session_factory, transaction
-from sync.engine import SyncRunSummary, run_sync
-from sync.okrs_yaml import import_okrs, parse
-from sync.tokens import Role, create_token
+from sync.ingest.engine import SyncRunSummary, run_sync
+from sync.okrs.document import import_okrs, parse
+from sync.store.db import make_engine, migrate, session_factory, transaction
 
 DEMO_OKRS = Path(__file__).with_name("okrs.yaml")
 HOST = "127.0.0.1"

@@ -19,8 +19,8 @@ from datetime import UTC, datetime, timedelta
 from integrations.sandbox.jira import JiraSandbox
 from integrations.sandbox.linear import LinearSandbox
 from integrations.sandbox.server import serve_in_thread
-from sync.matching import MatchRules
-from sync.okrs_yaml import OkrDocument
+from sync.matching.rematch import MatchRules
+from sync.okrs.document import OkrDocument
 
 # Demo team → the Jira project it works in.
 JIRA_PROJECTS = {"payments": "PAY", "search": "SRCH"}

@@ -33,7 +33,7 @@ from integrations.sandbox.jira.app import JiraSandbox
 from integrations.sandbox.jira.data import STATUSES
 from service.app import create_app
 from service.settings import Settings
-from sync.models import TrackerItem
+from sync.store.models import TrackerItem
 
 JIRA_SAMPLES = REFERENCE / "jira" / "samples" / "webhooks"
 FOLDERS = ("jira-to-matrix", "mattermost", "zulip", "zulip-worklog")

@@ -31,7 +31,7 @@ from support.reference import REFERENCE, present
 from integrations.linear import webhooks as linear_webhooks
 from service.app import create_app
 from service.settings import Settings
-from sync.models import TrackerItem, WebhookEvent
+from sync.store.models import TrackerItem, WebhookEvent
 
 LINEAR_SAMPLES = REFERENCE / "linear" / "samples" / "webhooks"
 ISSUE = "3443a709-f2b5-46f2-a136-a0445fd432be"

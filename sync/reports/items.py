@@ -11,7 +11,7 @@ from sqlalchemy import Select, and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from sync.errors import NotFound
-from sync.models import (
+from sync.store.models import (
     Bet,
     BetKeyResult,
     ItemMatch,
@@ -20,7 +20,7 @@ from sync.models import (
     Objective,
     TrackerItem,
 )
-from sync.pagination import paginate
+from sync.store.pagination import paginate
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,9 @@
 caller's transaction and never commit. The items in scope (the changed ones and their
 descendants, or all items) go through two steps:
 
-1. own matches: each item's facts through the pure rules of `sync.matchers`, with its
+1. own matches: each item's facts through the pure rules of `sync.matching.item`, with its
    manual links and unlinks, in batches, inserted into `matches`;
-2. `sync.settle`, in set-based SQL: each item's `item_states` row, the matches it inherits,
+2. `sync.matching.states`, in set-based SQL: each item's `item_states` row, the matches it inherits,
    its state (matched, non-OKR or orphan) and the points it counts.
 """
 
@@ -39,8 +39,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from sync.errors import NotFound
-from sync.items import dialect_insert
-from sync.matchers import (
+from sync.matching.item import (
     Catalogue,
     Decision,
     ItemFacts,
@@ -52,7 +51,16 @@ from sync.matchers import (
     match_item,
     normalise_ref,
 )
-from sync.models import (
+from sync.matching.states import (
+    chunks,
+    escape_like,
+    json_has,
+    refresh_points,
+    settle,
+    write_states,
+)
+from sync.store.items import dialect_insert
+from sync.store.models import (
     ITEMS,
     LINKS,
     MATCHES,
@@ -61,14 +69,6 @@ from sync.models import (
     KeyResult,
     MatchedRefs,
     utcnow,
-)
-from sync.settle import (
-    chunks,
-    escape_like,
-    json_has,
-    refresh_points,
-    settle,
-    write_states,
 )
 
 REFS: Table = MatchedRefs.__table__  # type: ignore[assignment]

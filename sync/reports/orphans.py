@@ -26,11 +26,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from sync.effort import Measure, done_within, effort_of, in_scope, open_items
 from sync.errors import Invalid
-from sync.listing import ItemView, views
-from sync.models import ITEMS, STATES, TrackerItem
-from sync.pagination import MAX_LIMIT, decode_cursor, encode_cursor
+from sync.reports.effort import Measure, done_within, effort_of, in_scope, open_items
+from sync.reports.items import ItemView, views
+from sync.store.models import ITEMS, STATES, TrackerItem
+from sync.store.pagination import MAX_LIMIT, decode_cursor, encode_cursor
 
 Window = tuple[datetime, datetime]
 

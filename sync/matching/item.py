@@ -3,7 +3,7 @@
 No database here. A `Catalogue` is built from the OKRs, `ItemFacts` from one tracker item,
 and `match_item` applies rules 1 and 2 of the design (labels; links and refs);
 `apply_decisions` then applies the manual links and unlinks people made. Inheritance
-(rule 3) needs the item's ancestors, so `sync.matching` runs it over the store.
+(rule 3) needs the item's ancestors, so `sync.matching.rematch` runs it over the store.
 
 Everything compares case-insensitively: `Bet:Checkout-Speed` names bet `checkout-speed`,
 and `linear:initiative:Faster Checkout` is the same ref as `linear:initiative:faster checkout`.

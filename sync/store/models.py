@@ -1,6 +1,6 @@
 """The store: every table Ladder keeps, as SQLAlchemy 2 typed models.
 
-The schema itself is owned by the Alembic migrations in `sync/migrations`; a test compares
+The schema itself is owned by the Alembic migrations in `sync/store/migrations`; a test compares
 the two so they cannot drift. Unique keys use non-null columns only, because NULLs are
 distinct in UNIQUE constraints.
 """
@@ -258,7 +258,7 @@ REPORTED = [
 class ItemState(Base):
     """What matching derived for one item: its state and the effort it counts, ready to sum.
 
-    Rewritten by `sync.matching` whenever the item, an ancestor, a descendant or the OKR
+    Rewritten by `sync.matching.rematch` whenever the item, an ancestor, a descendant or the OKR
     catalogue changes, so that reports are one aggregate query over this narrow table.
     `state` is `matched`, `non_okr` or `orphan` (lifecycle aside: `bucket` says whether
     the item is todo, in_progress, done, canceled or deleted).

@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningInsert
 
 from integrations.base import NormalisedItem
-from sync.models import ITEMS, SyncSeen, utcnow
+from sync.store.models import ITEMS, SyncSeen, utcnow
 
 SEEN: Table = SyncSeen.__table__  # type: ignore[assignment]
 _INSERTED = [c for c in ITEMS.c if c.name != "id"]

@@ -17,11 +17,11 @@ from datetime import datetime, tzinfo
 from sqlalchemy.orm import Session, sessionmaker
 
 from integrations.base import TrackerAdapter
-from sync.db import transaction
-from sync.engine import Mode, SyncAlreadyRunning, SyncRunSummary, run_sync
-from sync.leases import claim
-from sync.matching import MatchRules
-from sync.models import utcnow
+from sync.ingest.engine import Mode, SyncAlreadyRunning, SyncRunSummary, run_sync
+from sync.matching.rematch import MatchRules
+from sync.store.db import transaction
+from sync.store.leases import claim
+from sync.store.models import utcnow
 
 log = logging.getLogger("ladder.jobs")
 

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from sync.errors import Conflict, NotFound
-from sync.models import ApiToken, utcnow
+from sync.store.models import ApiToken, utcnow
 
 TOKEN_PREFIX = "ldr_"
 

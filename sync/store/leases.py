@@ -26,8 +26,8 @@ from pathlib import Path
 from sqlalchemy import Engine, text, update
 from sqlalchemy.orm import Session
 
-from sync.items import dialect_insert
-from sync.models import Lease, utcnow
+from sync.store.items import dialect_insert
+from sync.store.models import Lease, utcnow
 
 _memory_locks: dict[str, threading.Lock] = {}
 _memory_guard = threading.Lock()

@@ -1,8 +1,8 @@
-"""Alembic environment: runs on the connection `sync.db.migrate` hands it."""
+"""Alembic environment: runs on the connection `sync.store.db.migrate` hands it."""
 
 from alembic import context
 
-from sync.models import Base
+from sync.store.models import Base
 
 connection = context.config.attributes["connection"]
 context.configure(

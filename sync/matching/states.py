@@ -1,6 +1,6 @@
 """The set-based half of matching: item states, inheritance and counted points, in SQL.
 
-`sync.matching` inserts each item's own matches, then `write_states` derives each
+`sync.matching.rematch` inserts each item's own matches, then `write_states` derives each
 `item_states` row from the item's columns and own matches: *pending* (state NULL) unless
 the item matched on its own. Pending rows are exactly the items being re-matched, and
 `settle` settles them. For all items at once, `write_states` settles them itself, in the
@@ -44,9 +44,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.selectable import CTE, Select
 
 from integrations.base import CONTAINER_TYPES
-from sync.effort import SEVERAL, WORK_ITEM_TYPES
-from sync.items import dialect_insert
-from sync.models import ITEMS, LINKS, MATCHES, STATES
+from sync.store.items import dialect_insert
+from sync.store.models import ITEMS, LINKS, MATCHES, STATES
 
 # Ids per IN list: far below both backends' bind parameter limits.
 BATCH_SIZE = 1000
@@ -62,6 +61,11 @@ _MATCH_COLUMNS = [
     "detail",
     "inherited_from_id",
 ]
+
+# What `count` counts: containers (epics, projects) and sub-tasks count nothing.
+WORK_ITEM_TYPES = frozenset({"story", "task", "bug", "other"})
+# The `target_kind` of an item state that serves several targets: read its matches.
+SEVERAL = "*"
 
 
 # Taken as they are from an item's own facts when its state is restated.

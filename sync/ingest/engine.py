@@ -32,19 +32,19 @@ from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from integrations.base import NormalisedItem, Page, TrackerAdapter, TrackerError
-from sync.db import retry_deadlocks, transaction
 from sync.errors import Conflict, Invalid
-from sync.items import (
+from sync.matching.rematch import MatchRules, rematch_items
+from sync.reports.snapshots import take_snapshot
+from sync.store.db import retry_deadlocks, transaction
+from sync.store.items import (
     forget_seen,
     mark_missing_deleted,
     record_seen,
     resolve_parents,
     upsert_items,
 )
-from sync.leases import exclusive
-from sync.matching import MatchRules, rematch_items
-from sync.models import SyncCursor, SyncRun, utcnow
-from sync.snapshots import take_snapshot
+from sync.store.leases import exclusive
+from sync.store.models import SyncCursor, SyncRun, utcnow
 
 log = logging.getLogger("ladder.sync")
 

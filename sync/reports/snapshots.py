@@ -13,10 +13,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from sync.db import transaction
-from sync.effort import MEASURES, EffortReport, Measure, effort_report
-from sync.items import dialect_insert
-from sync.models import Cycle, Objective, Snapshot, utcnow
+from sync.reports.effort import MEASURES, EffortReport, Measure, effort_report
+from sync.store.db import transaction
+from sync.store.items import dialect_insert
+from sync.store.models import Cycle, Objective, Snapshot, utcnow
 
 
 def take_snapshot(session: Session, now: datetime | None = None, tz: tzinfo = UTC) -> int:

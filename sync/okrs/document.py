@@ -19,21 +19,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from sync.errors import Invalid
-from sync.matching import MatchRules
-from sync.models import NorthStar
-from sync.okr_specs import (
-    BetSpec,
-    CycleSpec,
-    KeyResultFields,
-    KeyResultSpec,
-    NorthStarSpec,
-    ObjectiveSpec,
-    Spec,
-    StrategySpec,
-    describe,
-    error_list,
-)
-from sync.okrs import (
+from sync.matching.rematch import MatchRules
+from sync.okrs.catalogue import (
     BET,
     CYCLE,
     KEY_RESULT,
@@ -48,6 +35,19 @@ from sync.okrs import (
     query,
     write_north_star,
 )
+from sync.okrs.specs import (
+    BetSpec,
+    CycleSpec,
+    KeyResultFields,
+    KeyResultSpec,
+    NorthStarSpec,
+    ObjectiveSpec,
+    Spec,
+    StrategySpec,
+    describe,
+    error_list,
+)
+from sync.store.models import NorthStar
 
 HEADER = (
     "# Ladder OKRs. `ladder okrs import FILE` makes the store equal to this file;\n"

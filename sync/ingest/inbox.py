@@ -21,13 +21,13 @@ from sqlalchemy import Insert, Table, select, tuple_, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from integrations.base import NormalisedItem, TrackerAdapter, WebhookEvent
-from sync.db import retry_deadlocks, transaction
 from sync.errors import Conflict, Invalid, NotFound
-from sync.items import dialect_insert, mark_deleted, upsert_items
-from sync.matching import MatchRules, rematch_items
-from sync.models import WebhookEvent as InboxRow
-from sync.models import utcnow
-from sync.pagination import paginate
+from sync.matching.rematch import MatchRules, rematch_items
+from sync.store.db import retry_deadlocks, transaction
+from sync.store.items import dialect_insert, mark_deleted, upsert_items
+from sync.store.models import WebhookEvent as InboxRow
+from sync.store.models import utcnow
+from sync.store.pagination import paginate
 
 log = logging.getLogger("ladder.inbox")
 

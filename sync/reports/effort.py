@@ -31,7 +31,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from sync.errors import Invalid, NotFound
-from sync.models import (
+from sync.matching.states import SEVERAL
+from sync.store.models import (
     MATCHES,
     STATES,
     Bet,
@@ -45,10 +46,6 @@ Measure = Literal["points", "count", "time"]
 GroupBy = Literal["objective", "kr", "bet", "team"]
 MEASURES: tuple[Measure, ...] = get_args(Measure)
 GROUPINGS: tuple[GroupBy, ...] = get_args(GroupBy)
-# What `count` counts: containers (epics, projects) and sub-tasks count nothing.
-WORK_ITEM_TYPES = frozenset({"story", "task", "bug", "other"})
-# The `target_kind` of an item state that serves several targets: read its matches.
-SEVERAL = "*"
 
 
 _NO_GROUP_TITLES = {

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from sync.effort import kr_shares
-from sync.listing import ItemView, views
-from sync.matchers import ItemFacts, MatchRules, has_non_okr_label, unknown_labels
-from sync.matching import load_catalogue
-from sync.models import (
+from sync.matching.item import ItemFacts, MatchRules, has_non_okr_label, unknown_labels
+from sync.matching.rematch import load_catalogue
+from sync.reports.effort import kr_shares
+from sync.reports.items import ItemView, views
+from sync.store.models import (
     Bet,
     BetKeyResult,
     ItemMatch,

@@ -3,7 +3,7 @@
 Everything is addressed by key. Writes work inside the caller's transaction and never commit.
 A write that can change which tickets match which bet or key result (creating, renaming or
 deleting one, or changing a bet's refs) ends with one call to
-`sync.matching.rematch_for_okr_change`, with the matching rules the caller passes (`rules`,
+`sync.matching.rematch.rematch_for_okr_change`, with the matching rules the caller passes (`rules`,
 from the settings; the defaults when None).
 """
 
@@ -18,19 +18,8 @@ from sqlalchemy import Select, delete, func, select
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from sync.errors import Conflict, Invalid, NotFound
-from sync.matching import MatchRules, rematch_for_okr_change
-from sync.models import (
-    Base,
-    Bet,
-    BetKeyResult,
-    CheckIn,
-    Cycle,
-    KeyResult,
-    NorthStar,
-    Objective,
-    Strategy,
-)
-from sync.okr_specs import (
+from sync.matching.rematch import MatchRules, rematch_for_okr_change
+from sync.okrs.specs import (
     BetSpec,
     CheckInSpec,
     CycleSpec,
@@ -41,6 +30,17 @@ from sync.okr_specs import (
     Spec,
     StrategySpec,
     validate_spec,
+)
+from sync.store.models import (
+    Base,
+    Bet,
+    BetKeyResult,
+    CheckIn,
+    Cycle,
+    KeyResult,
+    NorthStar,
+    Objective,
+    Strategy,
 )
 
 # --- progress ------------------------------------------------------------------------------

@@ -41,9 +41,10 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, sessionmaker
 
 from integrations.base import TrackerAdapter
-from sync.db import transaction
-from sync.items import dialect_insert
-from sync.models import (
+from sync.reports.orphans import listed
+from sync.store.db import transaction
+from sync.store.items import dialect_insert
+from sync.store.models import (
     AppState,
     Bet,
     CommentSent,
@@ -53,7 +54,6 @@ from sync.models import (
     TrackerItem,
     utcnow,
 )
-from sync.orphans import listed
 
 log = logging.getLogger("ladder.comments")
 

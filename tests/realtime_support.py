@@ -153,6 +153,31 @@ class ServedLinear:
             record["id"] = issue_id
             store.issues[issue_id] = record
 
+    def adopt_project(self, project_id: str, team_key: str, name: str, slug_id: str) -> None:
+        """Give one of the sandbox's generated projects this id and name, planned in
+        `team_key`: what Linear answers when asked for the project a delivery names."""
+        store = self.sandbox.store
+        with store.lock:
+            template = next(p for p in store.projects.values() if p["id"] != project_id)
+            slug = name.lower().replace(" ", "-")
+            store.projects[project_id] = {
+                **template,
+                "id": project_id,
+                "name": name,
+                "slugId": slug_id,
+                "url": f"https://linear.app/acme/project/{slug}-{slug_id}",
+                "statusName": "Planned",
+                "statusType": "planned",
+                "startedAt": None,
+                "completedAt": None,
+                "canceledAt": None,
+                "archivedAt": None,
+                "trashed": None,
+                "teamIds": [store.team(team_key)["id"]],
+                "initiativeIds": [],
+            }
+            store.version += 1  # the sandbox caches answers by version
+
 
 @pytest.fixture(name="linear")
 def linear_fixture() -> Iterator[ServedLinear]:

@@ -202,31 +202,6 @@ def _sandbox_now(linear: ServedLinear) -> str:
     )
 
 
-def adopt_project(linear: ServedLinear, project_id: str, name: str, slug_id: str) -> None:
-    """Give one of the sandbox's generated projects this id and name, planned in team ENG:
-    what Linear answers when asked for the project a captured delivery names."""
-    store = linear.sandbox.store
-    with store.lock:
-        template = next(p for p in store.projects.values() if p["id"] != project_id)
-        store.projects[project_id] = {
-            **template,
-            "id": project_id,
-            "name": name,
-            "slugId": slug_id,
-            "url": f"https://linear.app/acme/project/{name.lower().replace(' ', '-')}-{slug_id}",
-            "statusName": "Planned",
-            "statusType": "planned",
-            "startedAt": None,
-            "completedAt": None,
-            "canceledAt": None,
-            "archivedAt": None,
-            "trashed": None,
-            "teamIds": [store.team("ENG")["id"]],
-            "initiativeIds": [],
-        }
-        store.version += 1  # the sandbox caches answers by version
-
-
 def change_project(linear: ServedLinear, project_id: str, **fields: object) -> None:
     """Change a sandbox project as Linear does (its `updatedAt` moves on)."""
     store = linear.sandbox.store
@@ -239,8 +214,8 @@ def test_our_linear_deliveries_land_as_the_expected_item_change(
     live: TestClient, sessions: sessionmaker[Session], linear: ServedLinear
 ) -> None:
     # The captured deliveries are posted by tests/conformance/test_linear_webhooks.py.
-    adopt_project(linear, LINEAR_PROJECT, "Checkout v2", "4437c60bc5ec")
-    adopt_project(linear, LINEAR_GIFT_CARDS, "Gift cards", "9d8c7b6a5f4e")
+    linear.adopt_project(LINEAR_PROJECT, "ENG", "Checkout v2", "4437c60bc5ec")
+    linear.adopt_project(LINEAR_GIFT_CARDS, "ENG", "Gift cards", "9d8c7b6a5f4e")
     linear.adopt(
         LINEAR_STORY,
         "ENG",

@@ -159,27 +159,6 @@ def test_every_linear_payload_lands_as_the_expected_item_change(
     assert item(sessions, "issue-123") is None
 
 
-def adopt_project(linear: ServedLinear, project_id: str, name: str, slug_id: str) -> None:
-    """Give one of the sandbox's generated projects this id and name, planned in team WEB:
-    what Linear answers when asked for the project a captured delivery names."""
-    store = linear.sandbox.store
-    with store.lock:
-        template = next(p for p in store.projects.values() if p["id"] != project_id)
-        store.projects[project_id] = {
-            **template,
-            "id": project_id,
-            "name": name,
-            "slugId": slug_id,
-            "statusName": "Planned",
-            "statusType": "planned",
-            "archivedAt": None,
-            "trashed": None,
-            "teamIds": [store.team("WEB")["id"]],
-            "initiativeIds": [],
-        }
-        store.version += 1  # the sandbox caches answers by version
-
-
 def start_project(linear: ServedLinear, project_id: str, name: str) -> None:
     """Rename a sandbox project and set it In Progress, as the captured updates report."""
     store = linear.sandbox.store
@@ -197,8 +176,8 @@ def test_the_2026_project_and_sub_issue_deliveries_land(
 ) -> None:
     linear.adopt(ISSUE, "WEB", "The November outage")
     linear.adopt(SUB_ISSUE, "WEB", "Impact Analysis", parent_id=ISSUE)
-    adopt_project(linear, ZULIP_PROJECT, "Zulip-Project", "532c1333013b")
-    adopt_project(linear, OTHER_PROJECT, "Project Zulip", "c65c2156ca87")
+    linear.adopt_project(ZULIP_PROJECT, "WEB", "Zulip-Project", "532c1333013b")
+    linear.adopt_project(OTHER_PROJECT, "WEB", "Project Zulip", "c65c2156ca87")
     samples = linear_samples()
     posted: list[str] = []
 
